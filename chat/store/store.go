@@ -1,0 +1,131 @@
+// Package store is a node's embedded database: one SQLite file per node
+// (modernc.org/sqlite, pure Go), in WAL mode, with versioned migrations.
+//
+// Every write goes through a single connection, so transactions are
+// serialised and never fail with SQLITE_BUSY inside one process; a second
+// process is kept out by the node's home lock. The schema version lives in
+// PRAGMA user_version: a database written by a newer Parley is refused with
+// ErrNewerVersion instead of being read with the wrong schema.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// FileName is the database file's name inside a node's home.
+const FileName = "parley.db"
+
+// ErrNewerVersion is returned by Open for a database whose schema is newer
+// than this binary understands.
+var ErrNewerVersion = errors.New("database was created by a newer version of parley")
+
+// ErrCorrupt is returned by Open when the file is not a usable SQLite database.
+var ErrCorrupt = errors.New("database is corrupted or not a parley database")
+
+// DB is an open node database.
+type DB struct {
+	sql *sql.DB
+}
+
+// Open opens (creating if needed) the database at path and brings its schema
+// up to date.
+func Open(ctx context.Context, path string) (*DB, error) {
+	q := url.Values{}
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Set("_txlock", "immediate")
+	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
+	sdb, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	sdb.SetMaxOpenConns(1)
+	db := &DB{sql: sdb}
+	if err := db.migrate(ctx); err != nil {
+		sdb.Close()
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	return db, nil
+}
+
+// Close closes the database.
+func (db *DB) Close() error { return db.sql.Close() }
+
+// SQL returns the underlying handle for packages that own their tables.
+func (db *DB) SQL() *sql.DB { return db.sql }
+
+// Tx runs fn in one transaction, committing if it returns nil.
+func (db *DB) Tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := db.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// Version returns the schema version of the open database.
+func (db *DB) Version(ctx context.Context) (int, error) {
+	var v int
+	err := db.sql.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v)
+	return v, err
+}
+
+func (db *DB) migrate(ctx context.Context) error {
+	v, err := db.Version(ctx)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	if v > len(migrations) {
+		return fmt.Errorf("%w (schema %d, this binary knows up to %d): upgrade parley", ErrNewerVersion, v, len(migrations))
+	}
+	for i := v; i < len(migrations); i++ {
+		err := db.Tx(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", i+1))
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("migrate to schema %d: %w", i+1, err)
+		}
+	}
+	return nil
+}
+
+// GetMeta returns a node metadata value; ok is false if it is not set.
+func (db *DB) GetMeta(ctx context.Context, key string) (value string, ok bool, err error) {
+	err = db.sql.QueryRowContext(ctx, "SELECT value FROM meta WHERE key = ?", key).Scan(&value)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("get meta %q: %w", key, err)
+	}
+	return value, true, nil
+}
+
+// SetMeta stores a node metadata value.
+func (db *DB) SetMeta(ctx context.Context, key, value string) error {
+	_, err := db.sql.ExecContext(ctx,
+		"INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", key, value)
+	if err != nil {
+		return fmt.Errorf("set meta %q: %w", key, err)
+	}
+	return nil
+}
