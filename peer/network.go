@@ -109,9 +109,9 @@ var _ connmgr.ConnectionGater = (*allowGater)(nil)
 
 func (g *allowGater) ok(p lpeer.ID) bool { return p == g.self || g.allow[p] }
 
-func (g *allowGater) InterceptPeerDial(p lpeer.ID) bool                { return g.ok(p) }
+func (g *allowGater) InterceptPeerDial(p lpeer.ID) bool                 { return g.ok(p) }
 func (g *allowGater) InterceptAddrDial(p lpeer.ID, _ ma.Multiaddr) bool { return g.ok(p) }
-func (g *allowGater) InterceptAccept(network.ConnMultiaddrs) bool      { return true }
+func (g *allowGater) InterceptAccept(network.ConnMultiaddrs) bool       { return true }
 func (g *allowGater) InterceptSecured(_ network.Direction, p lpeer.ID, _ network.ConnMultiaddrs) bool {
 	return g.ok(p)
 }

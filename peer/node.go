@@ -56,7 +56,7 @@ type Node struct {
 	mu           sync.Mutex
 	reachability network.Reachability // guarded by mu
 
-	services []Service
+	services  []Service
 	closeOnce sync.Once
 	closeErr  error
 }

@@ -147,4 +147,3 @@ func runConnect(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.stdout, "connected to %s via %s\n", res.PeerID, res.Addr)
 	return nil
 }
-

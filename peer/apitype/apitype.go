@@ -33,16 +33,16 @@ type Peer struct {
 
 // Status answers GET /v1/status.
 type Status struct {
-	PeerID       string   `json:"peer_id"`
-	Network      string   `json:"network"`
-	Reachability string   `json:"reachability"` // public, private or unknown (AutoNAT)
-	DHTMode      string   `json:"dht_mode"`     // auto, server or client (configured)
-	RoutingTable int      `json:"routing_table"`
-	Peers        int      `json:"peers"`
-	Conns        Conns    `json:"conns"`
-	Relays       []string `json:"relays"` // relay peers we hold a reservation with
-	Outbox       int      `json:"outbox"` // messages waiting for delivery
-	Uptime       string   `json:"uptime"`
+	PeerID       string    `json:"peer_id"`
+	Network      string    `json:"network"`
+	Reachability string    `json:"reachability"` // public, private or unknown (AutoNAT)
+	DHTMode      string    `json:"dht_mode"`     // auto, server or client (configured)
+	RoutingTable int       `json:"routing_table"`
+	Peers        int       `json:"peers"`
+	Conns        Conns     `json:"conns"`
+	Relays       []string  `json:"relays"` // relay peers we hold a reservation with
+	Outbox       int       `json:"outbox"` // messages waiting for delivery
+	Uptime       string    `json:"uptime"`
 	Started      time.Time `json:"started"`
 }
 
