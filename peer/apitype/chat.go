@@ -1,0 +1,95 @@
+package apitype
+
+import "time"
+
+// Message states, in the order a sent message moves through them.
+const (
+	StatePending   = "pending"   // stored, not yet accepted by the peer's node
+	StateSent      = "sent"      // the peer's node committed it (transport ack)
+	StateDelivered = "delivered" // the peer's E2E receipt arrived
+	StateReceived  = "received"  // an incoming message
+)
+
+// Contact is one entry of GET /v1/contacts.
+type Contact struct {
+	Name     string    `json:"name"`
+	PeerID   string    `json:"peer_id"`
+	Online   bool      `json:"online"`
+	LastSeen time.Time `json:"last_seen,omitzero"`
+	Verified bool      `json:"verified"`
+	Session  bool      `json:"session"` // an E2E session exists
+	Unread   int       `json:"unread"`
+}
+
+// AddContactRequest is the body of POST /v1/contacts.
+type AddContactRequest struct {
+	Link string `json:"link"` // parley://contact/... link or a bare peer ID
+	Name string `json:"name"` // optional; defaults to the name in the link
+}
+
+// Invite answers GET /v1/invite.
+type Invite struct {
+	Link   string `json:"link"`
+	PeerID string `json:"peer_id"`
+	Name   string `json:"name"`
+}
+
+// SafetyNumber answers GET /v1/verify?contact=NAME and POST /v1/verify.
+type SafetyNumber struct {
+	Contact  string `json:"contact"`
+	PeerID   string `json:"peer_id"`
+	Number   string `json:"number"` // 60 digits, in 12 groups of 5 separated by spaces
+	Verified bool   `json:"verified"`
+}
+
+// VerifyRequest is the body of POST /v1/verify.
+type VerifyRequest struct {
+	Contact string `json:"contact"`
+	Confirm bool   `json:"confirm"`
+}
+
+// SendRequest is the body of POST /v1/messages.
+type SendRequest struct {
+	To   string `json:"to"` // contact name, peer ID or '#room'
+	Text string `json:"text"`
+}
+
+// Message is a stored message (1:1 or room).
+type Message struct {
+	ID       string    `json:"id"`   // hex
+	Conv     string    `json:"conv"` // contact name (or peer ID) or '#room'
+	From     string    `json:"from"` // sender peer ID
+	FromName string    `json:"from_name,omitempty"`
+	Outgoing bool      `json:"outgoing"`
+	Text     string    `json:"text"`
+	SentAt   time.Time `json:"sent_at"`
+	Seq      uint64    `json:"seq,omitempty"`
+	State    string    `json:"state"`
+	Gap      int       `json:"gap,omitempty"` // messages missing before this one
+}
+
+// Conversation is one entry of GET /v1/conversations.
+type Conversation struct {
+	Name     string    `json:"name"` // contact name or '#room'
+	PeerID   string    `json:"peer_id,omitempty"`
+	Room     bool      `json:"room"`
+	Unread   int       `json:"unread"`
+	Online   bool      `json:"online"`
+	Verified bool      `json:"verified"`
+	Last     time.Time `json:"last,omitzero"`
+}
+
+// ResetRequest is the body of POST /v1/reset.
+type ResetRequest struct {
+	Contact string `json:"contact"`
+}
+
+// Event is one line of the GET /v1/events stream (NDJSON).
+type Event struct {
+	Type    string    `json:"type"` // message, receipt, presence
+	Time    time.Time `json:"time"`
+	Message *Message  `json:"message,omitempty"` // type message and receipt (with its new state)
+	Contact string    `json:"contact,omitempty"` // type presence
+	PeerID  string    `json:"peer_id,omitempty"` // type presence
+	Online  bool      `json:"online,omitempty"`  // type presence
+}
