@@ -1,0 +1,112 @@
+package client
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"strconv"
+
+	"github.com/parley-im/parley/peer/apitype"
+)
+
+// Invite returns this node's contact link.
+func (c *Client) Invite(ctx context.Context) (apitype.Invite, error) {
+	var v apitype.Invite
+	return v, c.Do(ctx, "GET", "/v1/invite", nil, nil, &v)
+}
+
+// Contacts lists contacts.
+func (c *Client) Contacts(ctx context.Context) ([]apitype.Contact, error) {
+	var v []apitype.Contact
+	return v, c.Do(ctx, "GET", "/v1/contacts", nil, nil, &v)
+}
+
+// AddContact adds a contact from a link or peer ID.
+func (c *Client) AddContact(ctx context.Context, link, name string) (apitype.Contact, error) {
+	var v apitype.Contact
+	return v, c.Do(ctx, "POST", "/v1/contacts", nil, apitype.AddContactRequest{Link: link, Name: name}, &v)
+}
+
+// SafetyNumber returns the safety number shared with a contact.
+func (c *Client) SafetyNumber(ctx context.Context, contact string) (apitype.SafetyNumber, error) {
+	var v apitype.SafetyNumber
+	return v, c.Do(ctx, "GET", "/v1/verify", url.Values{"contact": {contact}}, nil, &v)
+}
+
+// Verify marks a contact verified (after comparing safety numbers).
+func (c *Client) Verify(ctx context.Context, contact string) (apitype.SafetyNumber, error) {
+	var v apitype.SafetyNumber
+	return v, c.Do(ctx, "POST", "/v1/verify", nil, apitype.VerifyRequest{Contact: contact, Confirm: true}, &v)
+}
+
+// Send queues a message; it returns once the message is stored (pending).
+func (c *Client) Send(ctx context.Context, to, text string) (apitype.Message, error) {
+	var v apitype.Message
+	return v, c.Do(ctx, "POST", "/v1/messages", nil, apitype.SendRequest{To: to, Text: text}, &v)
+}
+
+// Log returns the last limit messages of a conversation, oldest first.
+func (c *Client) Log(ctx context.Context, conv string, limit int) ([]apitype.Message, error) {
+	var v []apitype.Message
+	q := url.Values{"conv": {conv}}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	return v, c.Do(ctx, "GET", "/v1/messages", q, nil, &v)
+}
+
+// Search runs a full-text search over the history.
+func (c *Client) Search(ctx context.Context, text string, limit int) ([]apitype.Message, error) {
+	var v []apitype.Message
+	q := url.Values{"q": {text}}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	return v, c.Do(ctx, "GET", "/v1/search", q, nil, &v)
+}
+
+// Conversations lists conversations with unread counts, most recent first.
+func (c *Client) Conversations(ctx context.Context) ([]apitype.Conversation, error) {
+	var v []apitype.Conversation
+	return v, c.Do(ctx, "GET", "/v1/conversations", nil, nil, &v)
+}
+
+// MarkRead marks a conversation read.
+func (c *Client) MarkRead(ctx context.Context, conv string) error {
+	return c.Do(ctx, "POST", "/v1/read", url.Values{"conv": {conv}}, nil, nil)
+}
+
+// Reset drops the E2E session with a contact; the next message starts a new one.
+func (c *Client) Reset(ctx context.Context, contact string) error {
+	return c.Do(ctx, "POST", "/v1/reset", nil, apitype.ResetRequest{Contact: contact}, nil)
+}
+
+// Events streams events until ctx ends or the node stops; fn is called for
+// each one, and a non-nil error from fn stops the stream.
+func (c *Client) Events(ctx context.Context, fn func(apitype.Event) error) error {
+	resp, err := c.Open(ctx, "GET", "/v1/events", nil, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var ev apitype.Event
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			return fmt.Errorf("decode event: %w", err)
+		}
+		if err := fn(ev); err != nil {
+			return err
+		}
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("event stream: %w", err)
+	}
+	return nil
+}
