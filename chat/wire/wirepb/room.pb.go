@@ -428,10 +428,11 @@ type RoomSyncRequest struct {
 	// limit is the most messages wanted; 0 means the handler's default. The
 	// handler never returns more than 256, nor more than fit in 1 MiB.
 	Limit uint32 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
-	// proof shows the requester belongs to the room (for private rooms the
-	// HMAC-SHA256 under the current epoch's membership key over the request's
-	// other fields, defined in docs/PROTOCOL.md); empty for public rooms. At
-	// most 1 KiB.
+	// proof shows the requester belongs to the room: for private rooms the
+	// HMAC-SHA256 (32 bytes) under the current epoch's membership key over
+	// the sync proof input (fields 1-4 and both peer IDs, defined by
+	// chat/wire.SyncProofInput and docs/PROTOCOL.md); empty for public rooms.
+	// At most 1 KiB.
 	Proof         []byte `protobuf:"bytes,5,opt,name=proof,proto3" json:"proof,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
