@@ -23,6 +23,9 @@ import (
 // PSK v1 format.
 var ErrBadSwarmKey = errors.New("malformed swarm key")
 
+// swarmKeyHint ends every ErrBadSwarmKey message.
+const swarmKeyHint = "(create one with `parley net new > swarm.key`)"
+
 // NewSwarmKey returns a new random 256-bit swarm key in the standard libp2p
 // PSK file format (/key/swarm/psk/1.0.0/, base16), readable by go-libp2p,
 // js-libp2p, Kubo and IPFS Cluster.
@@ -46,20 +49,20 @@ func LoadSwarmKey(path string) (pnet.PSK, error) {
 // ParseSwarmKey decodes a swarm key in the libp2p PSK v1 format.
 func ParseSwarmKey(data []byte) (pnet.PSK, error) {
 	if len(data) > 4096 {
-		return nil, fmt.Errorf("%w: %d bytes is far too long", ErrBadSwarmKey, len(data))
+		return nil, fmt.Errorf("%w: %d bytes is far too long %s", ErrBadSwarmKey, len(data), swarmKeyHint)
 	}
 	psk, err := pnet.DecodeV1PSK(bytes.NewReader(data))
 	if err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 			err = errors.New("key is shorter than 32 bytes")
 		}
-		return nil, fmt.Errorf("%w: %v (create one with `parley net new > swarm.key`)", ErrBadSwarmKey, err)
+		return nil, fmt.Errorf("%w: %v %s", ErrBadSwarmKey, err, swarmKeyHint)
 	}
 	// DecodeV1PSK ignores what follows the 32 bytes; a longer hex key is a
 	// mistake the user should hear about.
 	lines := strings.Fields(string(data))
 	if len(lines) == 3 && lines[1] == "/base16/" && len(lines[2]) != 64 {
-		return nil, fmt.Errorf("%w: base16 key has %d hex digits, want 64", ErrBadSwarmKey, len(lines[2]))
+		return nil, fmt.Errorf("%w: base16 key has %d hex digits, want 64 %s", ErrBadSwarmKey, len(lines[2]), swarmKeyHint)
 	}
 	return psk, nil
 }
