@@ -478,3 +478,20 @@ func TestAuthInputs(t *testing.T) {
 		t.Error("SyncProofInput does not bind the direction")
 	}
 }
+
+func TestReaderBuffered(t *testing.T) {
+	stream := append(frameBytes(t, sampleDMFrame()), frameBytes(t, sampleDMFrame())...)
+	r := NewReader(bytes.NewReader(stream))
+	if err := r.ReadFrame(MaxFrameSize, new(wirepb.DMFrame)); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := r.Buffered(), len(stream)/2; got != want {
+		t.Fatalf("Buffered() = %d after the first frame, want %d", got, want)
+	}
+	if err := r.ReadFrame(MaxFrameSize, new(wirepb.DMFrame)); err != nil {
+		t.Fatal(err)
+	}
+	if r.Buffered() != 0 {
+		t.Fatalf("Buffered() = %d after the last frame", r.Buffered())
+	}
+}
