@@ -1,0 +1,75 @@
+package peer_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/event"
+	"github.com/libp2p/go-libp2p/core/network"
+	lpeer "github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/parley-im/parley/peer"
+	"github.com/parley-im/parley/peer/peertest"
+)
+
+// TestRestartReconnectsFromAddressBook restarts a node in the same home: it
+// keeps its peer ID and, with no bootstrap peer at all, reconnects to the
+// peer it knew from its address book.
+func TestRestartReconnectsFromAddressBook(t *testing.T) {
+	friend := peertest.Start(t, peertest.Config(t, peertest.Home(t)), nil)
+	home := peertest.Home(t)
+	first := peertest.Start(t, peertest.Config(t, home, friend.Addr()), nil)
+	firstID := first.Host().ID()
+	peertest.Eventually(t, 10*time.Second, "the friend in the address book", func() bool {
+		_, ok, err := first.DB().LookupPeer(context.Background(), friend.Host().ID())
+		return ok && err == nil
+	})
+	first.Stop(t)
+
+	connected := make(chan struct{})
+	second := peertest.Start(t, peertest.Config(t, home /* no bootstrap */), func(n *peer.Node) {
+		waitConnected(t, n, friend.Host().ID(), connected)
+	})
+	if second.Host().ID() != firstID {
+		t.Fatalf("peer ID changed across restart: %s, then %s", firstID, second.Host().ID())
+	}
+	select {
+	case <-connected:
+	case <-time.After(20 * time.Second):
+		t.Fatal("restarted node did not reconnect to the peer in its address book")
+	}
+}
+
+// waitConnected closes done when n connects to id. It subscribes at once
+// (call it before Run) and keeps draining events until the test ends, so
+// the event bus never blocks on it.
+func waitConnected(t *testing.T, n *peer.Node, id lpeer.ID, done chan<- struct{}) {
+	t.Helper()
+	sub, err := n.Host().EventBus().Subscribe(new(event.EvtPeerConnectednessChanged))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	exited := make(chan struct{})
+	t.Cleanup(func() {
+		close(stop)
+		<-exited
+		sub.Close()
+	})
+	go func() {
+		defer close(exited)
+		once := false
+		for {
+			select {
+			case <-stop:
+				return
+			case e := <-sub.Out():
+				if ev := e.(event.EvtPeerConnectednessChanged); !once && ev.Peer == id && ev.Connectedness == network.Connected {
+					once = true
+					close(done)
+				}
+			}
+		}
+	}()
+}
