@@ -11,6 +11,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/parley-im/parley/discovery"
+	"github.com/parley-im/parley/peer/localapi"
 )
 
 // Role says what a node is for.
@@ -100,6 +101,11 @@ func (c Config) validate() (*validated, error) {
 	}
 	if len(c.Home) > 4096 {
 		return nil, errors.New("config: home path too long")
+	}
+	// Checked here, before the home, the identity and the database are
+	// created, so that a home that cannot hold the API socket is left alone.
+	if _, err := localapi.SocketPath(c.Home); err != nil {
+		return nil, err
 	}
 	v := &validated{Config: c}
 	if v.Logger == nil {

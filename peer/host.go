@@ -47,12 +47,23 @@ func relayResources() relay.Resources {
 }
 
 func (n *Node) hostOptions(routing func() *discovery.Discovery) ([]libp2p.Option, error) {
+	// Everything that can fail on input comes first: the connection and
+	// resource managers start goroutines that only the host stops.
+	var gater *allowGater
+	if n.cfg.Allowlist != "" {
+		allow, err := LoadAllowlist(n.cfg.Allowlist)
+		if err != nil {
+			return nil, err
+		}
+		gater = &allowGater{self: n.id.PeerID(), allow: allow}
+	}
 	cm, err := connmgr.NewConnManager(LowWater, HighWater, connmgr.WithGracePeriod(GracePeriod))
 	if err != nil {
 		return nil, fmt.Errorf("connection manager: %w", err)
 	}
 	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(rcmgr.DefaultLimits.AutoScale()))
 	if err != nil {
+		cm.Close()
 		return nil, fmt.Errorf("resource manager: %w", err)
 	}
 	opts := []libp2p.Option{
@@ -70,17 +81,13 @@ func (n *Node) hostOptions(routing func() *discovery.Discovery) ([]libp2p.Option
 		libp2p.EnableRelay(),
 		libp2p.EnableHolePunching(),
 	}
+	if gater != nil {
+		opts = append(opts, libp2p.ConnectionGater(gater))
+	}
 	if n.psk == nil {
 		opts = append(opts, libp2p.Transport(quic.NewTransport))
 	} else {
 		opts = append(opts, libp2p.PrivateNetwork(n.psk))
-	}
-	if n.cfg.Allowlist != "" {
-		allow, err := LoadAllowlist(n.cfg.Allowlist)
-		if err != nil {
-			return nil, err
-		}
-		opts = append(opts, libp2p.ConnectionGater(&allowGater{self: n.id.PeerID(), allow: allow}))
 	}
 	if !n.cfg.NoPortMap {
 		opts = append(opts, libp2p.NATPortMap())
