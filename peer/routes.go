@@ -112,7 +112,7 @@ func (n *Node) IDInfo() apitype.ID {
 
 // Peers lists connected peers, sorted by peer ID.
 func (n *Node) Peers() []apitype.Peer {
-	var out []apitype.Peer
+	out := []apitype.Peer{} // "[]", not "null", in JSON
 	for _, p := range n.host.Network().Peers() {
 		conns := n.host.Network().ConnsToPeer(p)
 		if len(conns) == 0 {
@@ -121,7 +121,7 @@ func (n *Node) Peers() []apitype.Peer {
 		ap := apitype.Peer{
 			PeerID:    p.String(),
 			Addr:      conns[0].RemoteMultiaddr().String(),
-			Direction: conns[0].Stat().Direction.String(),
+			Direction: directionString(conns[0].Stat().Direction),
 			Relayed:   true,
 			LatencyMS: float64(n.host.Peerstore().LatencyEWMA(p).Microseconds()) / 1000,
 			Conns:     len(conns),
@@ -130,7 +130,7 @@ func (n *Node) Peers() []apitype.Peer {
 			if !isRelayedConn(c) {
 				ap.Relayed = false
 				ap.Addr = c.RemoteMultiaddr().String()
-				ap.Direction = c.Stat().Direction.String()
+				ap.Direction = directionString(c.Stat().Direction)
 				break
 			}
 		}
@@ -177,6 +177,18 @@ func (n *Node) Status(ctx context.Context) apitype.Status {
 		}
 	}
 	return st
+}
+
+// directionString is the lowercase form apitype.Peer documents (libp2p's
+// Direction.String says "Inbound" and "Outbound").
+func directionString(d network.Direction) string {
+	switch d {
+	case network.DirInbound:
+		return "inbound"
+	case network.DirOutbound:
+		return "outbound"
+	}
+	return "unknown"
 }
 
 func isRelayedConn(c network.Conn) bool {
