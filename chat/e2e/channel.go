@@ -362,7 +362,7 @@ func (c *Channel) decrypt(local ed25519.PrivateKey, ks *KeyStore, remote ed25519
 		}
 		return c.decryptMessage(&env, rand, now)
 	}
-	for _, s := range c.sessions() {
+	for _, s := range c.sessions(now.Unix()) {
 		if !s.initiator && s.baseKey == env.pre.ephemeral {
 			pt, err := c.decryptMessage(&env, rand, now)
 			if err != nil {
@@ -381,13 +381,19 @@ func (c *Channel) decrypt(local ed25519.PrivateKey, ks *KeyStore, remote ed25519
 	return c.respond(local, ks, remote, &env, rand, now)
 }
 
-// sessions returns the current session, if any, then the previous ones.
-func (c *Channel) sessions() []*session {
+// sessions returns the current session, if any, then the previous ones
+// not yet past PreviousSessionMaxAge at now.
+func (c *Channel) sessions(now int64) []*session {
 	all := make([]*session, 0, 1+len(c.old))
 	if c.cur != nil {
 		all = append(all, c.cur)
 	}
-	return append(all, c.old...)
+	for _, s := range c.old {
+		if now < s.retired+int64(PreviousSessionMaxAge/time.Second) {
+			all = append(all, s)
+		}
+	}
+	return all
 }
 
 // respond sets up a session from a prekey message, as the X3DH responder.
@@ -483,7 +489,7 @@ func (c *Channel) tryDecrypt(env *envelope, rand io.Reader, now int64) (recvResu
 		}
 		return recvResult{plaintext: pt, usedKey: i}, nil
 	}
-	all := c.sessions()
+	all := c.sessions(now)
 	// 2. The current receiving chain of a session.
 	for _, s := range all {
 		if s.hasDHr && s.dhr == h.dh {
