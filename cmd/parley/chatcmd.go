@@ -39,7 +39,7 @@ func runChat(ctx context.Context, e *env, args []string) error {
 	}
 	interactive := isTerminal(e.stdin) && isTerminal(e.stdout)
 
-	c := clientFor(home)
+	c := client.New(home)
 	_, err = c.Conversations(ctx)
 	switch {
 	case errors.Is(err, client.ErrNoNode):
