@@ -138,6 +138,9 @@ func (m model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 // none is open yet.
 func (m model) setConvs(convs []apitype.Conversation) (tea.Model, tea.Cmd) {
 	m.convs = convs
+	if i := m.find(m.cur); i >= 0 {
+		m.convs[i].Unread = 0 // shown, so read; the node may not know yet
+	}
 	if m.cur == "" {
 		c, ok := mostRecent(convs)
 		if !ok {

@@ -229,13 +229,18 @@ func TestUnreadCounts(t *testing.T) {
 		t.Errorf("alice after opening: %q", l)
 	}
 
-	// A message in an unknown conversation reloads the list.
+	// A message in an unknown conversation reloads the list; the open
+	// conversation shows no unread count even if the node still counts one.
 	f.mu.Lock()
 	f.convs = append(f.convs, apitype.Conversation{Name: "carol", Unread: 1})
+	f.convs[1].Unread = 5 // alice
 	f.mu.Unlock()
 	m = step(t, m, eventMsg(messageEvent(incoming("c1", "carol", "hey"))))
 	if l := listLine(t, m, "carol"); !strings.Contains(l, "(1)") {
 		t.Errorf("carol: %q", l)
+	}
+	if l := listLine(t, m, "alice"); strings.Contains(l, "(") {
+		t.Errorf("open alice after reload: %q", l)
 	}
 }
 
