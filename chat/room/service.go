@@ -1,0 +1,358 @@
+package room
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	dht "github.com/libp2p/go-libp2p-kad-dht"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/parley-im/parley/chat"
+	"github.com/parley-im/parley/chat/store"
+	"github.com/parley-im/parley/chat/wire/wirepb"
+)
+
+// Errors of the room API.
+var (
+	ErrNoRoom    = errors.New("no such room")
+	ErrNotAdmin  = errors.New("only an admin or the owner of the room can do that")
+	ErrNotMember = errors.New("not a member of the room")
+	ErrPublic    = errors.New("public rooms have no roster")
+	ErrExists    = errors.New("a room with that name already exists")
+)
+
+// Config is what the room service needs from the node.
+type Config struct {
+	Chat   *chat.Service
+	DHT    *dht.IpfsDHT // rendezvous; nil disables it
+	Logger *slog.Logger
+	// Tuning, for tests and benchmarks; zero values take the defaults.
+	RateBurst    int           // messages an author may burst (default 100)
+	RateEvery    time.Duration // refill interval per message (default 50ms: 20/s)
+	FindInterval time.Duration // how often rendezvous looks for members (default 30s)
+	// PubsubOptions are appended to the service's gossipsub options.
+	PubsubOptions []pubsub.Option
+	Now           func() time.Time
+}
+
+// Service runs the rooms of one node. Its lifecycle:
+//
+//	New ──► Run(ctx) ──(ctx done)──► stopped
+//
+// New creates the gossipsub router (it lives until New's context or Run's
+// ends). Run loads the joined rooms, joins their topics and serves until its
+// context ends, then waits for every goroutine it started.
+type Service struct {
+	chat *chat.Service
+	host host.Host
+	db   *store.DB
+	dht  *dht.IpfsDHT
+	log  *slog.Logger
+	now  func() time.Time
+	cfg  Config
+
+	ps       *pubsub.PubSub
+	psCancel context.CancelFunc
+	rate     *rateLimiter
+	hlc      hlcClock
+
+	// mu guards the in-memory view of the rooms; it is never held across a
+	// database transaction or a network call.
+	mu     sync.RWMutex
+	rooms  map[ID]*room // guarded by mu
+	runCtx context.Context
+	wg     sync.WaitGroup
+
+	// cryptoMu serialises every use of sender-key state (sending chains and
+	// receiving states) together with the transaction that persists it.
+	cryptoMu sync.Mutex
+
+	inbox chan struct{}
+	syncs chan syncJob
+}
+
+// room is one joined room. Fields other than id, name and public are
+// guarded by Service.mu.
+type room struct {
+	id     ID
+	name   string
+	public bool
+
+	epoch  uint64
+	epochs map[uint64]*epoch
+	topic  *pubsub.Topic
+	cancel context.CancelFunc
+}
+
+// epoch is the key material and roster of one epoch of a private room.
+type epoch struct {
+	n      uint64
+	secret []byte
+	macKey []byte
+	signed []byte // serialized SignedRoster
+	roster *wirepb.Roster
+	roles  map[peer.ID]wirepb.Role
+}
+
+func (e *epoch) role(p peer.ID) wirepb.Role { return e.roles[p] }
+
+func (e *epoch) admin(p peer.ID) bool {
+	r := e.roles[p]
+	return r == wirepb.Role_ROLE_ADMIN || r == wirepb.Role_ROLE_OWNER
+}
+
+func (r *room) current() *epoch { return r.epochs[r.epoch] }
+
+var _ chat.Rooms = (*Service)(nil)
+
+// New creates the service and its gossipsub router.
+func New(ctx context.Context, cfg Config) (*Service, error) {
+	if cfg.Chat == nil {
+		return nil, errors.New("room: Config.Chat is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.RateBurst <= 0 {
+		cfg.RateBurst = 100
+	}
+	if cfg.RateEvery <= 0 {
+		cfg.RateEvery = 50 * time.Millisecond
+	}
+	if cfg.FindInterval <= 0 {
+		cfg.FindInterval = 30 * time.Second
+	}
+	s := &Service{
+		chat:  cfg.Chat,
+		host:  cfg.Chat.Host(),
+		db:    cfg.Chat.DB(),
+		dht:   cfg.DHT,
+		log:   cfg.Logger,
+		now:   cfg.Now,
+		cfg:   cfg,
+		rooms: make(map[ID]*room),
+		rate:  newRateLimiter(cfg.RateBurst, cfg.RateEvery),
+		inbox: make(chan struct{}, 1),
+		syncs: make(chan syncJob, 64),
+	}
+	s.hlc.now = cfg.Now
+	psCtx, cancel := context.WithCancel(ctx)
+	opts := append(PubsubOptions(), pubsub.WithLogger(cfg.Logger.With("subsystem", "gossipsub")))
+	opts = append(opts, cfg.PubsubOptions...)
+	ps, err := pubsub.NewGossipSub(psCtx, s.host, opts...)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("room: start gossipsub: %w", err)
+	}
+	s.ps, s.psCancel = ps, cancel
+	s.host.SetStreamHandler(protocolRoomSync, s.handleSync)
+	return s, nil
+}
+
+// PubSub returns the gossipsub router (tests, benchmarks).
+func (s *Service) PubSub() *pubsub.PubSub { return s.ps }
+
+// Run serves the rooms until ctx ends.
+func (s *Service) Run(ctx context.Context) error {
+	defer s.psCancel()
+	defer s.host.RemoveStreamHandler(protocolRoomSync)
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s.mu.Lock()
+	s.runCtx = rctx
+	s.mu.Unlock()
+	if err := s.loadRooms(rctx); err != nil {
+		s.mu.Lock()
+		s.runCtx = nil
+		s.mu.Unlock()
+		return err
+	}
+	s.wg.Add(2)
+	go func() { defer s.wg.Done(); s.inboxLoop(rctx) }()
+	go func() { defer s.wg.Done(); s.syncLoop(rctx) }()
+	s.notifyInbox()
+	<-rctx.Done()
+	s.mu.Lock()
+	for _, r := range s.rooms {
+		s.stopLocked(r)
+	}
+	s.runCtx = nil
+	s.mu.Unlock()
+	s.wg.Wait()
+	return nil
+}
+
+// loadRooms reads the joined rooms and starts them.
+func (s *Service) loadRooms(ctx context.Context) error {
+	rows, err := s.db.SQL().QueryContext(ctx, "SELECT id, name, public, epoch FROM rooms WHERE state = 'joined'")
+	if err != nil {
+		return fmt.Errorf("room: load rooms: %w", err)
+	}
+	var rs []*room
+	for rows.Next() {
+		var (
+			idb []byte
+			r   room
+		)
+		if err := rows.Scan(&idb, &r.name, &r.public, &r.epoch); err != nil {
+			rows.Close()
+			return fmt.Errorf("room: load rooms: %w", err)
+		}
+		copy(r.id[:], idb)
+		rs = append(rs, &r)
+	}
+	rows.Close()
+	var maxHLC sql.NullInt64
+	s.db.SQL().QueryRowContext(ctx, "SELECT max(hlc) FROM room_log").Scan(&maxHLC)
+	s.hlc.observe(uint64(maxHLC.Int64))
+	for _, r := range rs {
+		if err := s.loadEpochs(ctx, r); err != nil {
+			return err
+		}
+		s.mu.Lock()
+		s.rooms[r.id] = r
+		err := s.startLocked(r)
+		s.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// loadEpochs reads a private room's epochs from the database.
+func (s *Service) loadEpochs(ctx context.Context, r *room) error {
+	r.epochs = make(map[uint64]*epoch)
+	if r.public {
+		return nil
+	}
+	rows, err := s.db.SQL().QueryContext(ctx, "SELECT epoch, secret, roster FROM room_epochs WHERE room = ?", r.id[:])
+	if err != nil {
+		return fmt.Errorf("room: load epochs: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			n              uint64
+			secret, signed []byte
+		)
+		if err := rows.Scan(&n, &secret, &signed); err != nil {
+			return fmt.Errorf("room: load epochs: %w", err)
+		}
+		e, err := newEpoch(r.id, secret, signed)
+		if err != nil {
+			return fmt.Errorf("room %s: stored roster of epoch %d: %w", r.name, n, err)
+		}
+		r.epochs[n] = e
+	}
+	return rows.Err()
+}
+
+// newEpoch builds an epoch from its secret and its (already verified)
+// signed roster.
+func newEpoch(id ID, secret, signed []byte) (*epoch, error) {
+	_, roster, err := openRoster(signed)
+	if err != nil {
+		return nil, err
+	}
+	e := &epoch{n: roster.Epoch, secret: secret, macKey: membershipKey(secret, id), signed: signed, roster: roster, roles: make(map[peer.ID]wirepb.Role)}
+	for _, m := range roster.Members {
+		e.roles[peer.ID(m.PeerId)] = m.Role
+	}
+	return e, nil
+}
+
+// startLocked joins the room's topic and starts its goroutines, if the
+// service is running. s.mu is held.
+func (s *Service) startLocked(r *room) error {
+	if s.runCtx == nil || r.topic != nil {
+		return nil
+	}
+	topic := r.id.Topic()
+	if err := s.ps.RegisterTopicValidator(topic, s.validator(r.id), pubsub.WithValidatorInline(true)); err != nil {
+		return fmt.Errorf("room %s: register validator: %w", r.name, err)
+	}
+	t, err := s.ps.Join(topic)
+	if err != nil {
+		s.ps.UnregisterTopicValidator(topic)
+		return fmt.Errorf("room %s: join topic: %w", r.name, err)
+	}
+	if err := t.SetScoreParams(TopicScoreParams()); err != nil {
+		s.log.Debug("topic score params", "room", r.id, "err", err)
+	}
+	sub, err := t.Subscribe()
+	if err != nil {
+		t.Close()
+		s.ps.UnregisterTopicValidator(topic)
+		return fmt.Errorf("room %s: subscribe: %w", r.name, err)
+	}
+	evs, err := t.EventHandler()
+	if err != nil {
+		sub.Cancel()
+		t.Close()
+		s.ps.UnregisterTopicValidator(topic)
+		return fmt.Errorf("room %s: topic events: %w", r.name, err)
+	}
+	ctx, cancel := context.WithCancel(s.runCtx)
+	r.topic, r.cancel = t, cancel
+	s.wg.Add(3)
+	go func() {
+		defer s.wg.Done()
+		defer sub.Cancel()
+		s.readLoop(ctx, r, sub)
+	}()
+	go func() {
+		defer s.wg.Done()
+		defer evs.Cancel()
+		s.peerLoop(ctx, r, evs)
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.rendezvousLoop(ctx, r)
+	}()
+	s.requestSync(r.id, "")
+	return nil
+}
+
+// stopLocked stops the room's goroutines and leaves its topic. The topic
+// closes once they have returned (Close refuses while a subscription is
+// active), so this waits for nothing and the close runs in the background
+// goroutine group.
+func (s *Service) stopLocked(r *room) {
+	if r.topic == nil {
+		return
+	}
+	r.cancel()
+	t := r.topic
+	r.topic, r.cancel = nil, nil
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		topic := t.String()
+		for i := 0; i < 50; i++ {
+			if err := t.Close(); err == nil {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		s.ps.UnregisterTopicValidator(topic)
+	}()
+}
+
+func (s *Service) room(id ID) *room {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.rooms[id]
+}
+
+func (s *Service) self() peer.ID { return s.host.ID() }

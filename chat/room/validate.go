@@ -1,0 +1,244 @@
+package room
+
+import (
+	"context"
+	"crypto/hmac"
+	"sync"
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/parley-im/parley/chat/wire"
+	"github.com/parley-im/parley/chat/wire/wirepb"
+)
+
+// MaxSkew bounds how far a live message's hlc may be from our clock.
+const MaxSkew = 5 * time.Minute
+
+// Scoring: an invalid message costs its forwarder InvalidWeight times the
+// square of its (decaying) count of invalid messages, so a handful of them
+// take a peer below GraylistThreshold, after which everything it sends is
+// ignored and it is pruned from the mesh.
+const (
+	InvalidWeight     = -100
+	GossipThreshold   = -100
+	PublishThreshold  = -200
+	GraylistThreshold = -1000
+)
+
+// PubsubOptions are the gossipsub options of rooms: StrictSign, flood
+// publishing (a message reaches every known topic peer at once), peer
+// scoring, and the maximum message size.
+func PubsubOptions() []pubsub.Option {
+	return []pubsub.Option{
+		pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
+		pubsub.WithFloodPublish(true),
+		pubsub.WithPeerExchange(false),
+		pubsub.WithMaxMessageSize(wire.MaxRoomMessage + 4<<10),
+		pubsub.WithPeerScore(PeerScoreParams(), &pubsub.PeerScoreThresholds{
+			GossipThreshold:             GossipThreshold,
+			PublishThreshold:            PublishThreshold,
+			GraylistThreshold:           GraylistThreshold,
+			AcceptPXThreshold:           100,
+			OpportunisticGraftThreshold: 1,
+		}),
+	}
+}
+
+// PeerScoreParams are the router-wide scoring parameters. IP colocation is
+// not penalised: several members behind one NAT (or on one machine) are
+// normal for a messenger.
+func PeerScoreParams() *pubsub.PeerScoreParams {
+	return &pubsub.PeerScoreParams{
+		Topics:                    map[string]*pubsub.TopicScoreParams{},
+		AppSpecificScore:          func(peer.ID) float64 { return 0 },
+		AppSpecificWeight:         1,
+		BehaviourPenaltyWeight:    -10,
+		BehaviourPenaltyThreshold: 6,
+		BehaviourPenaltyDecay:     0.9,
+		DecayInterval:             time.Second,
+		DecayToZero:               0.01,
+		RetainScore:               10 * time.Minute,
+	}
+}
+
+// TopicScoreParams are the per-room scoring parameters: only invalid
+// messages (P4) count, so quiet rooms never penalise honest members.
+func TopicScoreParams() *pubsub.TopicScoreParams {
+	return &pubsub.TopicScoreParams{
+		SkipAtomicValidation:           true,
+		TopicWeight:                    1,
+		InvalidMessageDeliveriesWeight: InvalidWeight,
+		InvalidMessageDeliveriesDecay:  0.99,
+	}
+}
+
+// verdict is the outcome of checking one room message, with the reason for
+// logs and tests.
+type verdict struct {
+	result pubsub.ValidationResult
+	reason string
+}
+
+var accept = verdict{result: pubsub.ValidationAccept}
+
+func reject(reason string) verdict { return verdict{pubsub.ValidationReject, reason} }
+func ignore(reason string) verdict { return verdict{pubsub.ValidationIgnore, reason} }
+
+// validator returns the topic validator of a room. It runs before a
+// message is delivered or forwarded.
+func (s *Service) validator(id ID) pubsub.ValidatorEx {
+	return func(ctx context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
+		if msg.Local {
+			return pubsub.ValidationAccept
+		}
+		v := s.check(id, msg.GetFrom(), msg.Data, true)
+		if v.result == pubsub.ValidationAccept && !s.rate.allow(msg.GetFrom(), s.now()) {
+			if from == msg.GetFrom() {
+				v = reject("author over its rate limit")
+			} else {
+				v = ignore("author over its rate limit")
+			}
+		}
+		if v.result != pubsub.ValidationAccept {
+			s.log.Debug("room message refused", "room", id, "author", msg.GetFrom(), "via", from, "reason", v.reason)
+		}
+		return v.result
+	}
+}
+
+// check verifies the data of a room message from author: size, encoding,
+// room, epoch, roster membership and membership MAC (private rooms), clock
+// skew (live messages only) and that it is not already in the log. The
+// gossipsub signature is checked by the router (or by the sync client).
+func (s *Service) check(id ID, author peer.ID, data []byte, live bool) verdict {
+	if len(data) > wire.MaxRoomMessage {
+		return reject("too large")
+	}
+	m, err := wire.DecodeRoomMessage(data)
+	if err != nil {
+		return reject("malformed")
+	}
+	if string(m.RoomId) != string(id[:]) {
+		return reject("room id does not match the topic")
+	}
+	if live {
+		ms, _ := wire.UnpackHLC(m.Hlc)
+		now := s.now().UnixMilli()
+		if ms > now+MaxSkew.Milliseconds() || ms < now-MaxSkew.Milliseconds() {
+			return reject("hlc outside the allowed clock skew")
+		}
+	}
+	s.mu.RLock()
+	r := s.rooms[id]
+	var e *epoch
+	if r != nil {
+		e = r.epochs[m.Epoch]
+	}
+	public := r != nil && r.public
+	s.mu.RUnlock()
+	switch {
+	case r == nil:
+		return ignore("not in this room")
+	case public:
+		if m.Text == "" || m.Epoch != 0 {
+			return reject("not a public-room message")
+		}
+	case m.Text != "":
+		return reject("clear text in a private room")
+	case e == nil:
+		// An epoch we have no keys for: newer than ours (its keys are on the
+		// way) or one we were never part of. Not the forwarder's fault.
+		return ignore("unknown epoch")
+	case e.roles[author] == 0:
+		return reject("author not in the roster")
+	case !hmac.Equal(m.MembershipMac, mac(e.macKey, wire.MembershipMACInput(m))):
+		return reject("bad membership MAC")
+	}
+	if s.logged(id, m.MsgId) {
+		return ignore("already in the log")
+	}
+	return accept
+}
+
+func (s *Service) logged(id ID, msgID []byte) bool {
+	var one int
+	err := s.db.SQL().QueryRow("SELECT 1 FROM room_log WHERE room = ? AND msg_id = ?", id[:], msgID).Scan(&one)
+	return err == nil
+}
+
+// rateLimiter is a token bucket per author.
+type rateLimiter struct {
+	burst int
+	every time.Duration
+
+	mu      sync.Mutex
+	buckets map[peer.ID]*bucket // guarded by mu
+}
+
+type bucket struct {
+	tokens float64
+	at     time.Time
+}
+
+func newRateLimiter(burst int, every time.Duration) *rateLimiter {
+	return &rateLimiter{burst: burst, every: every, buckets: make(map[peer.ID]*bucket)}
+}
+
+func (l *rateLimiter) allow(p peer.ID, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, ok := l.buckets[p]
+	if !ok {
+		if len(l.buckets) > 10000 {
+			for k, v := range l.buckets {
+				if now.Sub(v.at) > time.Duration(l.burst)*l.every {
+					delete(l.buckets, k)
+				}
+			}
+		}
+		b = &bucket{tokens: float64(l.burst), at: now}
+		l.buckets[p] = b
+	}
+	b.tokens += float64(now.Sub(b.at)) / float64(l.every)
+	if b.tokens > float64(l.burst) {
+		b.tokens = float64(l.burst)
+	}
+	b.at = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+// hlcClock is the node's hybrid logical clock over all rooms.
+type hlcClock struct {
+	now  func() time.Time
+	mu   sync.Mutex
+	last uint64 // guarded by mu
+}
+
+// next returns a value greater than every value returned or observed.
+func (c *hlcClock) next() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	h := wire.PackHLC(c.now().UnixMilli(), 0)
+	if h <= c.last {
+		h = c.last + 1
+	}
+	c.last = h
+	return h
+}
+
+// observe moves the clock past a received value.
+func (c *hlcClock) observe(h uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if h > c.last {
+		c.last = h
+	}
+}
+
+var _ = wirepb.Role_ROLE_MEMBER
