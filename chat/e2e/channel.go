@@ -256,7 +256,10 @@ func (c *Channel) Initiate(local ed25519.PrivateKey, ks *KeyStore, remote ed2551
 	}
 	defer clear(first[:])
 
-	gen := c.maxGen + 1
+	gen := c.maxGen
+	if gen < math.MaxUint64 {
+		gen++ // saturating: a peer's huge generation must not wrap ours to 0
+	}
 	if ms := now.UnixMilli(); ms > 0 && uint64(ms) > gen {
 		gen = uint64(ms)
 	}
