@@ -138,3 +138,43 @@ func TestPrivateRoomThreeMembers(t *testing.T) {
 		t.Fatalf("carol's log: %+v, %v", log, err)
 	}
 }
+
+// waitMeshed waits until every member has at least one topic peer and the
+// topic peers form a connected graph (state without an event to wait on).
+func waitMeshed(t *testing.T, ms []*member, name string) {
+	t.Helper()
+	peertest.Eventually(t, 60*time.Second, "members to find each other", func() bool {
+		for _, m := range ms {
+			info, err := m.Rooms().Info(context.Background(), name)
+			if err != nil || info.Peers == 0 {
+				return false
+			}
+		}
+		// connectivity over topic peers
+		idx := map[string]int{}
+		for i, m := range ms {
+			idx[m.Host().ID().String()] = i
+		}
+		seen := map[int]bool{0: true}
+		queue := []int{0}
+		for len(queue) > 0 {
+			i := queue[0]
+			queue = queue[1:]
+			for _, p := range ms[i].Rooms().PubSub().ListPeers(ms[i].roomTopic(t, name)) {
+				if j, ok := idx[p.String()]; ok && !seen[j] {
+					seen[j] = true
+					queue = append(queue, j)
+				}
+			}
+		}
+		return len(seen) == len(ms)
+	})
+}
+
+func (m *member) roomTopic(t *testing.T, name string) string {
+	info, err := m.Rooms().Info(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.Topic
+}

@@ -69,6 +69,7 @@ func TopicScoreParams() *pubsub.TopicScoreParams {
 	return &pubsub.TopicScoreParams{
 		SkipAtomicValidation:           true,
 		TopicWeight:                    1,
+		TimeInMeshQuantum:              time.Second, // unused (weight 0), but the router divides by it
 		InvalidMessageDeliveriesWeight: InvalidWeight,
 		InvalidMessageDeliveriesDecay:  0.99,
 	}
