@@ -176,6 +176,13 @@ func (d *Discovery) Run(ctx context.Context) error {
 		return fmt.Errorf("subscribe identify events: %w", err)
 	}
 	defer sub.Close()
+	// The DHT dials the bootstrap peers as soon as it is built, so peers
+	// may have been identified before the subscription: record them too.
+	for _, p := range d.host.Network().Peers() {
+		if addrs := d.host.Peerstore().Addrs(p); len(addrs) > 0 {
+			d.rememberInfo(ctx, peer.AddrInfo{ID: p, Addrs: addrs})
+		}
+	}
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -225,8 +232,15 @@ func (d *Discovery) remember(ctx context.Context, e event.EvtPeerIdentificationC
 	if len(addrs) == 0 && e.Conn != nil && !isRelayed(e.Conn.RemoteMultiaddr()) {
 		addrs = []ma.Multiaddr{e.Conn.RemoteMultiaddr()}
 	}
-	if err := d.cfg.Book.RememberPeer(ctx, peer.AddrInfo{ID: e.Peer, Addrs: addrs}, time.Now()); err != nil && ctx.Err() == nil {
-		d.log.Warn("address book write failed", "peer", e.Peer, "err", err)
+	d.rememberInfo(ctx, peer.AddrInfo{ID: e.Peer, Addrs: addrs})
+}
+
+func (d *Discovery) rememberInfo(ctx context.Context, info peer.AddrInfo) {
+	if d.cfg.Book == nil {
+		return
+	}
+	if err := d.cfg.Book.RememberPeer(ctx, info, time.Now()); err != nil && ctx.Err() == nil {
+		d.log.Warn("address book write failed", "peer", info.ID, "err", err)
 	}
 }
 

@@ -73,3 +73,21 @@ func waitConnected(t *testing.T, n *peer.Node, id lpeer.ID, done chan<- struct{}
 		}
 	}()
 }
+
+// TestAddressBookRemembersEarlyPeers connects a node to its bootstrap peer
+// before Run starts (the DHT dials bootstrap peers as soon as it is built,
+// and a slow service setup widens that window): the peer must still be
+// recorded in the address book.
+func TestAddressBookRemembersEarlyPeers(t *testing.T) {
+	friend := peertest.Start(t, peertest.Config(t, peertest.Home(t)), nil)
+	n := peertest.Start(t, peertest.Config(t, peertest.Home(t), friend.Addr()), func(n *peer.Node) {
+		peertest.Eventually(t, 10*time.Second, "the DHT to connect and identify the bootstrap peer", func() bool {
+			protos, _ := n.Host().Peerstore().GetProtocols(friend.Host().ID())
+			return n.Host().Network().Connectedness(friend.Host().ID()) == network.Connected && len(protos) > 0
+		})
+	})
+	peertest.Eventually(t, 10*time.Second, "the bootstrap peer in the address book", func() bool {
+		_, ok, err := n.DB().LookupPeer(context.Background(), friend.Host().ID())
+		return ok && err == nil
+	})
+}
