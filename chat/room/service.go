@@ -220,6 +220,9 @@ func (s *Service) loadRooms(ctx context.Context) error {
 			return err
 		}
 		s.mu.Lock()
+		if have := s.rooms[r.id]; have != nil {
+			r = have // joined while Run was starting
+		}
 		s.rooms[r.id] = r
 		err := s.startLocked(r)
 		s.mu.Unlock()
