@@ -33,6 +33,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/pnet"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/parley-im/parley/chat"
+	"github.com/parley-im/parley/chat/room"
 	"github.com/parley-im/parley/chat/store"
 	"github.com/parley-im/parley/discovery"
 	"github.com/parley-im/parley/peer/identity"
@@ -56,6 +58,8 @@ type Node struct {
 	mu           sync.Mutex
 	reachability network.Reachability // guarded by mu
 
+	chat      *chat.Service // nil on a bootstrap node
+	rooms     *room.Service // nil on a bootstrap node
 	services  []Service
 	closeOnce sync.Once
 	closeErr  error
@@ -109,6 +113,35 @@ func New(ctx context.Context, c Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.registerRoutes()
+	if cfg.Role == RoleUser {
+		svc, err := chat.New(ctx, chat.Config{
+			Host:     n.host,
+			DB:       n.db,
+			Identity: n.id,
+			Router:   n.disc,
+			Logger:   n.log.With("subsystem", "chat"),
+		})
+		if err != nil {
+			return nil, err
+		}
+		n.chat = svc
+		svc.Register(n.api)
+		n.AddService(svc)
+
+		// Rooms (chat/room): gossipsub topics, served '#room' conversations.
+		rooms, err := room.New(ctx, room.Config{
+			Chat:   svc,
+			DHT:    n.disc.DHT(),
+			Logger: n.log.With("subsystem", "room"),
+		})
+		if err != nil {
+			return nil, err
+		}
+		n.rooms = rooms
+		svc.SetRooms(rooms, rooms.HandlePayload)
+		rooms.Register(n.api)
+		n.AddService(rooms)
+	}
 	return n, nil
 }
 
@@ -177,6 +210,12 @@ func (n *Node) startHost() error {
 
 // AddService adds a service that Run starts; call it before Run.
 func (n *Node) AddService(s Service) { n.services = append(n.services, s) }
+
+// Chat returns the chat service (nil on a bootstrap node).
+func (n *Node) Chat() *chat.Service { return n.chat }
+
+// Rooms returns the room service (nil on a bootstrap node).
+func (n *Node) Rooms() *room.Service { return n.rooms }
 
 // Host returns the libp2p host.
 func (n *Node) Host() host.Host { return n.host }

@@ -14,4 +14,125 @@ var migrations = []string{
 		addrs      TEXT NOT NULL,   -- newline-separated multiaddrs
 		last_seen  INTEGER NOT NULL -- unix milliseconds
 	);`,
+	// 2: contacts, end-to-end state, messages with full-text search, outbox.
+	`CREATE TABLE contacts (
+		peer_id   TEXT PRIMARY KEY,
+		name      TEXT NOT NULL UNIQUE COLLATE NOCASE,
+		added_at  INTEGER NOT NULL,
+		verified  INTEGER NOT NULL DEFAULT 0,
+		last_seen INTEGER NOT NULL DEFAULT 0,
+		read_upto INTEGER NOT NULL DEFAULT 0 -- messages.n of the last message read
+	);
+	-- The node's X3DH key material (identity DH key, signed and one-time prekeys).
+	CREATE TABLE e2e_keystore (
+		id    INTEGER PRIMARY KEY CHECK (id = 1),
+		state BLOB NOT NULL
+	);
+	-- One Double Ratchet channel per contact.
+	CREATE TABLE e2e_channels (
+		peer_id TEXT PRIMARY KEY,
+		state   BLOB NOT NULL
+	);
+	CREATE TABLE messages (
+		n           INTEGER PRIMARY KEY AUTOINCREMENT,
+		id          BLOB NOT NULL UNIQUE, -- 16 random bytes chosen by the sender
+		conv        TEXT NOT NULL,        -- the contact's peer ID, or '#' + room id
+		sender      TEXT NOT NULL,        -- peer ID
+		outgoing    INTEGER NOT NULL,
+		body        TEXT NOT NULL,
+		sent_at     INTEGER NOT NULL,     -- unix ms, sender's clock
+		received_at INTEGER NOT NULL,     -- unix ms, our clock
+		seq         INTEGER NOT NULL DEFAULT 0,
+		state       TEXT NOT NULL         -- pending, sent, delivered, received
+	);
+	CREATE INDEX messages_conv ON messages(conv, n);
+	CREATE VIRTUAL TABLE messages_fts USING fts5(body, content='messages', content_rowid='n');
+	CREATE TRIGGER messages_ai AFTER INSERT ON messages BEGIN
+		INSERT INTO messages_fts(rowid, body) VALUES (new.n, new.body);
+	END;
+	CREATE TRIGGER messages_ad AFTER DELETE ON messages BEGIN
+		INSERT INTO messages_fts(messages_fts, rowid, body) VALUES ('delete', old.n, old.body);
+	END;
+	-- Frames waiting for the peer's ack. payload is the plaintext Payload
+	-- until a session exists; envelope is set once, in the transaction that
+	-- advances the ratchet, and is what every retry sends.
+	CREATE TABLE outbox (
+		n        INTEGER PRIMARY KEY AUTOINCREMENT,
+		peer_id  TEXT NOT NULL,
+		frame_id BLOB NOT NULL UNIQUE,
+		payload  BLOB NOT NULL,
+		envelope BLOB,
+		created  INTEGER NOT NULL
+	);
+	CREATE INDEX outbox_peer ON outbox(peer_id, n);
+	-- Frame ids already committed, so a retransmission is acked, not re-read.
+	CREATE TABLE seen_frames (
+		frame_id BLOB PRIMARY KEY,
+		peer_id  TEXT NOT NULL,
+		at       INTEGER NOT NULL
+	);
+	-- Per-conversation sequence numbers (gap detection).
+	CREATE TABLE conv_seq (
+		conv     TEXT PRIMARY KEY,
+		next_out INTEGER NOT NULL DEFAULT 1,
+		last_in  INTEGER NOT NULL DEFAULT 0
+	);`,
+	// 3: rooms (chat/room): membership, epoch keys, sender-key states, the
+	// signed room log, and 1:1 room payloads waiting to be applied.
+	`CREATE TABLE rooms (
+		id        BLOB PRIMARY KEY,      -- 32-byte room id
+		name      TEXT NOT NULL UNIQUE COLLATE NOCASE, -- local display name, without '#'
+		public    INTEGER NOT NULL,
+		epoch     INTEGER NOT NULL DEFAULT 0, -- current epoch (0 for public rooms)
+		roster    BLOB,                  -- serialized SignedRoster of the current epoch
+		joined_at INTEGER NOT NULL,
+		read_upto INTEGER NOT NULL DEFAULT 0, -- messages.n of the last message read
+		state     TEXT NOT NULL DEFAULT 'joined' -- joined, left, removed
+	);
+	-- Secrets of every epoch this node was a member of.
+	CREATE TABLE room_epochs (
+		room   BLOB NOT NULL,
+		epoch  INTEGER NOT NULL,
+		secret BLOB NOT NULL,
+		roster BLOB NOT NULL,            -- serialized SignedRoster of the epoch
+		PRIMARY KEY (room, epoch)
+	);
+	-- Our own sending chain per epoch.
+	CREATE TABLE room_chains (
+		room  BLOB NOT NULL,
+		epoch INTEGER NOT NULL,
+		state BLOB NOT NULL,
+		PRIMARY KEY (room, epoch)
+	);
+	-- Receiving sender-key states of other members.
+	CREATE TABLE room_senders (
+		room   BLOB NOT NULL,
+		epoch  INTEGER NOT NULL,
+		sender TEXT NOT NULL,            -- peer ID
+		state  BLOB NOT NULL,
+		PRIMARY KEY (room, epoch, sender)
+	);
+	-- The room log: every accepted gossipsub message, as signed by its author.
+	CREATE TABLE room_log (
+		room      BLOB NOT NULL,
+		msg_id    BLOB NOT NULL,
+		hlc       INTEGER NOT NULL,
+		epoch     INTEGER NOT NULL,
+		sender    TEXT NOT NULL,         -- peer ID (gossipsub from)
+		data      BLOB NOT NULL,         -- serialized RoomMessage
+		seqno     BLOB NOT NULL,
+		signature BLOB NOT NULL,
+		key       BLOB,
+		status    INTEGER NOT NULL DEFAULT 0, -- 0 waiting for a sender key, 1 shown, 2 undecryptable
+		PRIMARY KEY (room, msg_id)
+	);
+	CREATE INDEX room_log_hlc ON room_log(room, hlc, msg_id);
+	CREATE INDEX room_log_waiting ON room_log(room, epoch, sender, status);
+	-- Room payloads from 1:1 sessions, applied after their frame commits.
+	CREATE TABLE room_inbox (
+		n       INTEGER PRIMARY KEY AUTOINCREMENT,
+		sender  TEXT NOT NULL,
+		payload BLOB NOT NULL,
+		at      INTEGER NOT NULL
+	);`,
 }

@@ -83,7 +83,7 @@ const (
 	// MaxPayloadSize bounds a serialized Payload (the ratchet plaintext).
 	MaxPayloadSize = 64 << 10
 	// MaxTextSize bounds a text message body (DM or public room).
-	MaxTextSize = 8 << 10
+	MaxTextSize = 32 << 10
 	// MaxBundleSize bounds an opaque prekey bundle.
 	MaxBundleSize = 4 << 10
 	// MaxDistributionSize bounds an opaque sender-key distribution message.

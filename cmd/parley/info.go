@@ -33,8 +33,10 @@ func clientCmd(e *env, name string, args []string, nargs int, usage string) (*cl
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	return client.New(home), f, pos, nil
+	return clientFor(home), f, pos, nil
 }
+
+func clientFor(home string) *client.Client { return client.New(home) }
 
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)

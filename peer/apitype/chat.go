@@ -52,6 +52,10 @@ type VerifyRequest struct {
 type SendRequest struct {
 	To   string `json:"to"` // contact name, peer ID or '#room'
 	Text string `json:"text"`
+	// ID optionally fixes the message id (32 hex digits). Sending again with
+	// the same id returns the stored message instead of a second copy, so a
+	// script can retry safely after a crash or timeout.
+	ID string `json:"id,omitempty"`
 }
 
 // Message is a stored message (1:1 or room).

@@ -11,10 +11,15 @@ import (
 	"github.com/parley-im/parley/peer/apitype"
 )
 
-// Invite returns this node's contact link.
-func (c *Client) Invite(ctx context.Context) (apitype.Invite, error) {
+// Invite returns this node's contact link; a non-empty name is stored as
+// the name offered in invites from now on.
+func (c *Client) Invite(ctx context.Context, name string) (apitype.Invite, error) {
 	var v apitype.Invite
-	return v, c.Do(ctx, "GET", "/v1/invite", nil, nil, &v)
+	var q url.Values
+	if name != "" {
+		q = url.Values{"name": {name}}
+	}
+	return v, c.Do(ctx, "GET", "/v1/invite", q, nil, &v)
 }
 
 // Contacts lists contacts.
@@ -45,6 +50,13 @@ func (c *Client) Verify(ctx context.Context, contact string) (apitype.SafetyNumb
 func (c *Client) Send(ctx context.Context, to, text string) (apitype.Message, error) {
 	var v apitype.Message
 	return v, c.Do(ctx, "POST", "/v1/messages", nil, apitype.SendRequest{To: to, Text: text}, &v)
+}
+
+// SendWithID is Send with a caller-chosen id (32 hex digits): retrying with
+// the same id never stores the message twice.
+func (c *Client) SendWithID(ctx context.Context, to, text, id string) (apitype.Message, error) {
+	var v apitype.Message
+	return v, c.Do(ctx, "POST", "/v1/messages", nil, apitype.SendRequest{To: to, Text: text, ID: id}, &v)
 }
 
 // Log returns the last limit messages of a conversation, oldest first.

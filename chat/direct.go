@@ -1,0 +1,532 @@
+package chat
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/parley-im/parley/chat/wire"
+	"github.com/parley-im/parley/chat/wire/wirepb"
+	"github.com/parley-im/parley/peer/apitype"
+)
+
+// Limits and timings of direct messaging.
+const (
+	// MaxTextLen is the longest message body accepted (bytes of UTF-8).
+	MaxTextLen = wire.MaxTextSize
+	// sendBatch is how many frames a deliverer writes before reading acks.
+	sendBatch = 64
+	// recvBatch is how many frames a receiver commits in one transaction.
+	recvBatch = 256
+	// streamIdle closes a dm stream on which nothing arrives for this long.
+	streamIdle = 60 * time.Second
+	// writeTimeout bounds every write on a stream.
+	writeTimeout = 10 * time.Second
+	// ackTimeout bounds the wait for the acks of one batch.
+	ackTimeout = 30 * time.Second
+	// retryInterval is how often the outbox is looked at for peers whose
+	// backoff has expired; backoff doubles from minBackoff to maxBackoff.
+	retryInterval = 5 * time.Second
+	minBackoff    = 2 * time.Second
+	maxBackoff    = 5 * time.Minute
+	// dialTimeout bounds finding and connecting to a peer.
+	dialTimeout = 30 * time.Second
+)
+
+// ErrEmptyMessage and ErrTooLong are returned by Send for bodies it refuses.
+var (
+	ErrEmptyMessage = errors.New("empty message")
+	ErrTooLong      = fmt.Errorf("message longer than %d bytes", MaxTextLen)
+)
+
+func newID() []byte {
+	id := make([]byte, 16)
+	if _, err := rand.Read(id); err != nil {
+		panic(err) // crypto/rand never fails on Linux
+	}
+	return id
+}
+
+func edPub(p peer.ID) (ed25519.PublicKey, error) {
+	pub, err := p.ExtractPublicKey()
+	if err != nil {
+		return nil, fmt.Errorf("peer %s: no embedded key: %w", p, err)
+	}
+	raw, err := pub.Raw()
+	if err != nil || len(raw) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("peer %s: not an Ed25519 identity", p)
+	}
+	return ed25519.PublicKey(raw), nil
+}
+
+// Send stores a message to a contact and queues it for delivery. It returns
+// once the message is committed; delivery happens in the background.
+func (s *Service) Send(ctx context.Context, to, text string) (apitype.Message, error) {
+	return s.SendWithID(ctx, to, text, nil)
+}
+
+// SendWithID is Send with a caller-chosen 16-byte id (nil: random). If a
+// message with that id is already stored, it is returned and nothing is
+// queued, which makes retries idempotent.
+func (s *Service) SendWithID(ctx context.Context, to, text string, id []byte) (apitype.Message, error) {
+	if id != nil && len(id) != 16 {
+		return apitype.Message{}, errors.New("message id must be 16 bytes (32 hex digits)")
+	}
+	if strings.TrimSpace(text) == "" {
+		return apitype.Message{}, ErrEmptyMessage
+	}
+	if len(text) > MaxTextLen {
+		return apitype.Message{}, ErrTooLong
+	}
+	if !utf8.ValidString(text) {
+		return apitype.Message{}, errors.New("message is not valid UTF-8")
+	}
+	c, err := s.Resolve(ctx, to)
+	if err != nil {
+		return apitype.Message{}, err
+	}
+	if id == nil {
+		id = newID()
+	} else if m, err := s.messageByID(ctx, id); err == nil {
+		if !m.Outgoing || m.Text != text {
+			return apitype.Message{}, errors.New("message id already used for another message")
+		}
+		return m, nil
+	}
+	now := s.now()
+	var seq uint64
+	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if seq, err = nextSeq(ctx, tx, c.ID.String()); err != nil {
+			return err
+		}
+		payload, err := proto.Marshal(&wirepb.Payload{Version: 1, Body: &wirepb.Payload_Text{Text: &wirepb.Text{
+			Id: id, Body: text, SentAtMs: now.UnixMilli(), Seq: seq,
+		}}})
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO messages(id, conv, sender, outgoing, body, sent_at, received_at, seq, state)
+			VALUES(?, ?, ?, 1, ?, ?, ?, ?, ?)`, id, c.ID.String(), s.host.ID().String(), text, now.UnixMilli(), now.UnixMilli(), seq, apitype.StatePending); err != nil {
+			return err
+		}
+		return enqueue(ctx, tx, c.ID, id, payload, now)
+	})
+	if err != nil {
+		return apitype.Message{}, fmt.Errorf("store message: %w", err)
+	}
+	m := apitype.Message{
+		ID: hex.EncodeToString(id), Conv: c.Name, From: s.host.ID().String(), Outgoing: true,
+		Text: text, SentAt: time.UnixMilli(now.UnixMilli()), Seq: seq, State: apitype.StatePending,
+	}
+	s.events.publish(apitype.Event{Type: "message", Time: now, Message: &m})
+	s.Kick(c.ID)
+	return m, nil
+}
+
+func nextSeq(ctx context.Context, tx *sql.Tx, conv string) (uint64, error) {
+	var seq uint64
+	err := tx.QueryRowContext(ctx, `INSERT INTO conv_seq(conv, next_out) VALUES(?, 2)
+		ON CONFLICT(conv) DO UPDATE SET next_out = next_out + 1 RETURNING next_out - 1`, conv).Scan(&seq)
+	if err != nil {
+		return 0, fmt.Errorf("next sequence number: %w", err)
+	}
+	return seq, nil
+}
+
+func enqueue(ctx context.Context, tx *sql.Tx, to peer.ID, frameID, payload []byte, now time.Time) error {
+	_, err := tx.ExecContext(ctx, "INSERT INTO outbox(peer_id, frame_id, payload, created) VALUES(?, ?, ?, ?)",
+		to.String(), frameID, payload, now.UnixMilli())
+	if err != nil {
+		return fmt.Errorf("queue frame: %w", err)
+	}
+	return nil
+}
+
+// deliverer is the state of one peer's delivery loop.
+type deliverer struct {
+	running bool
+	again   bool
+	backoff time.Duration
+	next    time.Time // no automatic retry before this
+}
+
+// startDeliverer runs the delivery loop of p unless it is already running
+// (then it runs once more when done).
+func (s *Service) startDeliverer(ctx context.Context, p peer.ID) {
+	if p == s.host.ID() || ctx.Err() != nil {
+		return
+	}
+	s.dmu.Lock()
+	d, ok := s.deliverers[p]
+	if !ok {
+		d = &deliverer{}
+		s.deliverers[p] = d
+	}
+	if d.running {
+		d.again = true
+		s.dmu.Unlock()
+		return
+	}
+	d.running = true
+	s.dmu.Unlock()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			err := s.deliver(ctx, p)
+			s.dmu.Lock()
+			if err != nil {
+				d.backoff = min(max(2*d.backoff, minBackoff), maxBackoff)
+				d.next = s.now().Add(d.backoff)
+				if ctx.Err() == nil {
+					s.log.Debug("delivery paused", "peer", p, "err", err, "retry_in", d.backoff)
+				}
+			} else {
+				d.backoff = 0
+			}
+			if d.again && ctx.Err() == nil && err == nil {
+				d.again = false
+				s.dmu.Unlock()
+				continue
+			}
+			d.again = false
+			d.running = false
+			s.dmu.Unlock()
+			return
+		}
+	}()
+}
+
+// due reports whether the automatic retry of p may run now.
+func (s *Service) due(p peer.ID) bool {
+	s.dmu.Lock()
+	defer s.dmu.Unlock()
+	d, ok := s.deliverers[p]
+	return !ok || !s.now().Before(d.next)
+}
+
+// deliver sends everything queued for p, returning nil when the queue is empty.
+func (s *Service) deliver(ctx context.Context, p peer.ID) error {
+	if n, err := s.queued(ctx, p); err != nil || n == 0 {
+		return err
+	}
+	if err := s.reach(ctx, p); err != nil {
+		return err
+	}
+	if err := s.ensureSession(ctx, p); err != nil {
+		return err
+	}
+	sctx := network.WithAllowLimitedConn(ctx, "parley-dm")
+	st, err := s.host.NewStream(sctx, p, wire.ProtocolDM)
+	if err != nil {
+		return fmt.Errorf("open dm stream: %w", err)
+	}
+	defer st.Close()
+	r := wire.NewReader(st)
+	for {
+		if err := s.encryptQueued(ctx, p); err != nil {
+			st.Reset()
+			return err
+		}
+		batch, err := s.readyFrames(ctx, p)
+		if err != nil || len(batch) == 0 {
+			return err
+		}
+		if err := s.sendBatch(ctx, st, r, p, batch); err != nil {
+			st.Reset()
+			return err
+		}
+	}
+}
+
+func (s *Service) queued(ctx context.Context, p peer.ID) (int, error) {
+	var n int
+	err := s.db.SQL().QueryRowContext(ctx, "SELECT count(*) FROM outbox WHERE peer_id = ?", p.String()).Scan(&n)
+	return n, err
+}
+
+// reach makes sure there is a connection to p: known addresses first, then
+// the address book, then a DHT lookup.
+func (s *Service) reach(ctx context.Context, p peer.ID) error {
+	if s.online(p) {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	defer cancel()
+	if len(s.host.Peerstore().Addrs(p)) > 0 {
+		if err := s.host.Connect(ctx, peer.AddrInfo{ID: p}); err == nil {
+			return nil
+		}
+	}
+	if sp, ok, _ := s.db.LookupPeer(ctx, p); ok {
+		if err := s.host.Connect(ctx, sp.Info); err == nil {
+			return nil
+		}
+	}
+	if s.router == nil {
+		return fmt.Errorf("peer %s unreachable", p)
+	}
+	info, err := s.router.FindPeer(ctx, p)
+	if err != nil {
+		return fmt.Errorf("peer %s unreachable: %w", p, err)
+	}
+	if err := s.host.Connect(ctx, info); err != nil {
+		return fmt.Errorf("peer %s unreachable: %w", p, err)
+	}
+	return nil
+}
+
+// ensureSession starts an E2E session with p from its prekey bundle if none exists.
+func (s *Service) ensureSession(ctx context.Context, p peer.ID) error {
+	s.mu.Lock()
+	ch, err := s.channelLocked(ctx, p)
+	has := err == nil && ch.HasSession()
+	s.mu.Unlock()
+	if err != nil || has {
+		return err
+	}
+	remote, err := edPub(p)
+	if err != nil {
+		return err
+	}
+	bundle, err := s.fetchBundle(ctx, p)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch, err = s.channelLocked(ctx, p)
+	if err != nil || ch.HasSession() {
+		return err
+	}
+	if err := ch.Initiate(s.idKey, s.keys, remote, bundle, rand.Reader, s.now()); err != nil {
+		s.dropChannelLocked(p)
+		return fmt.Errorf("start session with %s: %w", p, err)
+	}
+	err = s.db.Tx(ctx, func(tx *sql.Tx) error { return saveChannel(ctx, tx, p, ch) })
+	if err != nil {
+		s.dropChannelLocked(p)
+		return err
+	}
+	s.log.Info("e2e session started", "peer", p)
+	return nil
+}
+
+// encryptQueued encrypts, in queue order, the payloads for p that have no
+// envelope yet; each ratchet step commits with its envelope.
+func (s *Service) encryptQueued(ctx context.Context, p peer.ID) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch, err := s.channelLocked(ctx, p)
+	if err != nil {
+		return err
+	}
+	if !ch.HasSession() {
+		return errors.New("no session")
+	}
+	for {
+		n := 0
+		err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+			rows, err := tx.QueryContext(ctx, "SELECT n, payload FROM outbox WHERE peer_id = ? AND envelope IS NULL ORDER BY n LIMIT ?", p.String(), recvBatch)
+			if err != nil {
+				return err
+			}
+			type row struct {
+				n       int64
+				payload []byte
+			}
+			var todo []row
+			for rows.Next() {
+				var r row
+				if err := rows.Scan(&r.n, &r.payload); err != nil {
+					rows.Close()
+					return err
+				}
+				todo = append(todo, r)
+			}
+			rows.Close()
+			for _, r := range todo {
+				env, err := ch.Encrypt(s.idKey, s.keys, r.payload, rand.Reader, s.now())
+				if err != nil {
+					return fmt.Errorf("encrypt: %w", err)
+				}
+				if _, err := tx.ExecContext(ctx, "UPDATE outbox SET envelope = ? WHERE n = ?", env, r.n); err != nil {
+					return err
+				}
+			}
+			n = len(todo)
+			if n == 0 {
+				return nil
+			}
+			return saveChannel(ctx, tx, p, ch)
+		})
+		if err != nil {
+			s.dropChannelLocked(p)
+			return fmt.Errorf("encrypt queued messages for %s: %w", p, err)
+		}
+		if n < recvBatch {
+			return nil
+		}
+	}
+}
+
+type outFrame struct {
+	n        int64
+	id       []byte
+	envelope []byte
+}
+
+func (s *Service) readyFrames(ctx context.Context, p peer.ID) ([]outFrame, error) {
+	rows, err := s.db.SQL().QueryContext(ctx, "SELECT n, frame_id, envelope FROM outbox WHERE peer_id = ? AND envelope IS NOT NULL ORDER BY n LIMIT ?", p.String(), sendBatch)
+	if err != nil {
+		return nil, fmt.Errorf("read outbox: %w", err)
+	}
+	defer rows.Close()
+	var out []outFrame
+	for rows.Next() {
+		var f outFrame
+		if err := rows.Scan(&f.n, &f.id, &f.envelope); err != nil {
+			return nil, err
+		}
+		out = append(out, f)
+	}
+	return out, rows.Err()
+}
+
+// sendBatch writes a batch of frames, then reads one ack per frame.
+func (s *Service) sendBatch(ctx context.Context, st network.Stream, r *wire.Reader, p peer.ID, batch []outFrame) error {
+	st.SetWriteDeadline(time.Now().Add(writeTimeout))
+	var buf bytes.Buffer
+	for _, f := range batch {
+		if err := wire.WriteFrame(&buf, &wirepb.DMFrame{Body: &wirepb.DMFrame_Message{Message: &wirepb.DMMessage{Id: f.id, Envelope: f.envelope}}}); err != nil {
+			return err
+		}
+	}
+	if _, err := st.Write(buf.Bytes()); err != nil {
+		return fmt.Errorf("write frames: %w", err)
+	}
+	st.SetReadDeadline(time.Now().Add(ackTimeout))
+	var done []outFrame
+	defer func() { s.acked(ctx, p, done) }()
+	for _, f := range batch {
+		var fr wirepb.DMFrame
+		if err := r.ReadFrame(wire.MaxFrameSize, &fr); err != nil {
+			return fmt.Errorf("read ack: %w", err)
+		}
+		ack := fr.GetAck()
+		if ack == nil || !bytes.Equal(ack.Id, f.id) {
+			return errors.New("peer sent an ack out of order")
+		}
+		switch ack.Status {
+		case wirepb.AckStatus_ACK_STATUS_OK, wirepb.AckStatus_ACK_STATUS_DUPLICATE:
+			done = append(done, f)
+		case wirepb.AckStatus_ACK_STATUS_REJECTED:
+			s.log.Warn("peer rejected a message; restarting the session", "peer", p, "reason", ack.Reason)
+			if err := s.resetSession(ctx, p, false); err != nil {
+				return err
+			}
+			return fmt.Errorf("peer rejected frame: %s", ack.Reason)
+		default:
+			return fmt.Errorf("peer asked to retry later: %s", ack.Reason)
+		}
+	}
+	return nil
+}
+
+// acked removes acknowledged frames from the outbox and marks their
+// messages sent.
+func (s *Service) acked(ctx context.Context, p peer.ID, frames []outFrame) {
+	if len(frames) == 0 {
+		return
+	}
+	var sent [][]byte
+	err := s.db.Tx(context.WithoutCancel(ctx), func(tx *sql.Tx) error {
+		sent = sent[:0]
+		for _, f := range frames {
+			if _, err := tx.Exec("DELETE FROM outbox WHERE n = ?", f.n); err != nil {
+				return err
+			}
+			res, err := tx.Exec("UPDATE messages SET state = ? WHERE id = ? AND state = ?", apitype.StateSent, f.id, apitype.StatePending)
+			if err != nil {
+				return err
+			}
+			if k, _ := res.RowsAffected(); k > 0 {
+				sent = append(sent, f.id)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		s.log.Error("record acks failed; frames will be sent again and deduplicated", "peer", p, "err", err)
+		return
+	}
+	for _, id := range sent {
+		s.publishState(ctx, id)
+	}
+}
+
+// publishState publishes a receipt event with a message's current state.
+func (s *Service) publishState(ctx context.Context, id []byte) {
+	m, err := s.messageByID(context.WithoutCancel(ctx), id)
+	if err != nil {
+		return
+	}
+	s.events.publish(apitype.Event{Type: "receipt", Time: s.now(), Message: &m})
+}
+
+// Reset drops the session with a contact; both sides then start a new one.
+func (s *Service) Reset(ctx context.Context, nameOrID string) error {
+	c, err := s.Resolve(ctx, nameOrID)
+	if err != nil {
+		return err
+	}
+	return s.resetSession(ctx, c.ID, true)
+}
+
+// resetSession forgets the session with p and re-queues every frame not yet
+// acked for encryption under the next session. With notify, a reset notice
+// is queued so the peer starts using the new session at once.
+func (s *Service) resetSession(ctx context.Context, p peer.ID, notify bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch, err := s.channelLocked(ctx, p)
+	if err != nil {
+		return err
+	}
+	ch.Reset()
+	err = s.db.Tx(context.WithoutCancel(ctx), func(tx *sql.Tx) error {
+		if err := saveChannel(ctx, tx, p, ch); err != nil {
+			return err
+		}
+		if _, err := tx.Exec("UPDATE outbox SET envelope = NULL WHERE peer_id = ?", p.String()); err != nil {
+			return err
+		}
+		if !notify {
+			return nil
+		}
+		payload, err := proto.Marshal(&wirepb.Payload{Version: 1, Body: &wirepb.Payload_Reset_{Reset_: &wirepb.ResetNotice{}}})
+		if err != nil {
+			return err
+		}
+		return enqueue(ctx, tx, p, newID(), payload, s.now())
+	})
+	if err != nil {
+		s.dropChannelLocked(p)
+		return fmt.Errorf("reset session: %w", err)
+	}
+	s.Kick(p)
+	return nil
+}

@@ -1,0 +1,197 @@
+package chat
+
+import (
+	"context"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/parley-im/parley/peer/apitype"
+)
+
+// MaxLogLimit bounds how many messages one Log or Search call returns.
+const MaxLogLimit = 10000
+
+const messageCols = "m.n, m.id, m.conv, m.sender, m.outgoing, m.body, m.sent_at, m.seq, m.state, coalesce(c.name, m.conv)"
+
+func (s *Service) scanMessages(rows *sql.Rows) ([]apitype.Message, error) {
+	defer rows.Close()
+	var out []apitype.Message
+	for rows.Next() {
+		var (
+			m        apitype.Message
+			n        int64
+			id       []byte
+			conv     string
+			sentAt   int64
+			convName string
+		)
+		if err := rows.Scan(&n, &id, &conv, &m.From, &m.Outgoing, &m.Text, &sentAt, &m.Seq, &m.State, &convName); err != nil {
+			return nil, err
+		}
+		m.ID = hex.EncodeToString(id)
+		m.Conv = convName
+		m.SentAt = time.UnixMilli(sentAt)
+		if !m.Outgoing {
+			m.FromName = convName
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+func (s *Service) messageByID(ctx context.Context, id []byte) (apitype.Message, error) {
+	rows, err := s.db.SQL().QueryContext(ctx, "SELECT "+messageCols+" FROM messages m LEFT JOIN contacts c ON c.peer_id = m.conv WHERE m.id = ?", id)
+	if err != nil {
+		return apitype.Message{}, err
+	}
+	ms, err := s.scanMessages(rows)
+	if err != nil {
+		return apitype.Message{}, err
+	}
+	if len(ms) == 0 {
+		return apitype.Message{}, errors.New("no such message")
+	}
+	return ms[0], nil
+}
+
+// convKey maps a contact name, peer ID or '#room' to the conv column.
+func (s *Service) convKey(ctx context.Context, conv string) (string, error) {
+	if strings.HasPrefix(conv, "#") && s.rooms != nil {
+		return s.rooms.ConvKey(ctx, conv)
+	}
+	c, err := s.Resolve(ctx, conv)
+	if err != nil {
+		return "", err
+	}
+	return c.ID.String(), nil
+}
+
+// Log returns the last limit messages of a conversation, oldest first, with
+// gaps in the peer's sequence numbers marked on the message after each gap.
+func (s *Service) Log(ctx context.Context, conv string, limit int) ([]apitype.Message, error) {
+	if limit <= 0 || limit > MaxLogLimit {
+		limit = MaxLogLimit
+	}
+	key, err := s.convKey(ctx, conv)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.db.SQL().QueryContext(ctx, "SELECT * FROM (SELECT "+messageCols+
+		" FROM messages m LEFT JOIN contacts c ON c.peer_id = m.conv WHERE m.conv = ? ORDER BY m.n DESC LIMIT ?) ORDER BY n",
+		key, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read history: %w", err)
+	}
+	ms, err := s.scanMessages(rows)
+	if err != nil {
+		return nil, fmt.Errorf("read history: %w", err)
+	}
+	markGaps(ms)
+	return ms, nil
+}
+
+// markGaps sets Gap on each incoming message whose sequence number skips
+// numbers after the previous incoming message from the same sender.
+func markGaps(ms []apitype.Message) {
+	last := map[string]uint64{}
+	for i := range ms {
+		m := &ms[i]
+		if m.Outgoing || m.Seq == 0 {
+			continue
+		}
+		if prev, ok := last[m.From]; ok && m.Seq > prev+1 {
+			m.Gap = int(m.Seq - prev - 1)
+		}
+		if m.Seq > last[m.From] {
+			last[m.From] = m.Seq
+		}
+	}
+}
+
+// Search runs a full-text query over all messages, newest first.
+func (s *Service) Search(ctx context.Context, q string, limit int) ([]apitype.Message, error) {
+	if strings.TrimSpace(q) == "" {
+		return nil, errors.New("empty search")
+	}
+	if limit <= 0 || limit > MaxLogLimit {
+		limit = 100
+	}
+	// Quote every term so user input is never parsed as FTS5 syntax.
+	var terms []string
+	for _, t := range strings.Fields(q) {
+		terms = append(terms, `"`+strings.ReplaceAll(t, `"`, `""`)+`"`)
+	}
+	rows, err := s.db.SQL().QueryContext(ctx, "SELECT "+messageCols+
+		" FROM messages_fts f JOIN messages m ON m.n = f.rowid LEFT JOIN contacts c ON c.peer_id = m.conv WHERE messages_fts MATCH ? ORDER BY m.n DESC LIMIT ?",
+		strings.Join(terms, " "), limit)
+	if err != nil {
+		return nil, fmt.Errorf("search: %w", err)
+	}
+	return s.scanMessages(rows)
+}
+
+func (s *Service) unread(ctx context.Context, conv string, upto int64) (int, error) {
+	var n int
+	err := s.db.SQL().QueryRowContext(ctx, "SELECT count(*) FROM messages WHERE conv = ? AND outgoing = 0 AND n > ?", conv, upto).Scan(&n)
+	return n, err
+}
+
+// MarkRead marks every message of a conversation read.
+func (s *Service) MarkRead(ctx context.Context, conv string) error {
+	if strings.HasPrefix(conv, "#") && s.rooms != nil {
+		return s.rooms.MarkRead(ctx, conv)
+	}
+	c, err := s.Resolve(ctx, conv)
+	if err != nil {
+		return err
+	}
+	_, err = s.db.SQL().ExecContext(ctx, "UPDATE contacts SET read_upto = (SELECT coalesce(max(n), 0) FROM messages WHERE conv = ?) WHERE peer_id = ?", c.ID.String(), c.ID.String())
+	return err
+}
+
+// Conversations lists contacts (and rooms) with unread counts, most recent first.
+func (s *Service) Conversations(ctx context.Context) ([]apitype.Conversation, error) {
+	contacts, err := s.Contacts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []apitype.Conversation
+	for _, c := range contacts {
+		conv := apitype.Conversation{Name: c.Name, PeerID: c.PeerID, Unread: c.Unread, Online: c.Online, Verified: c.Verified}
+		var last sql.NullInt64
+		s.db.SQL().QueryRowContext(ctx, "SELECT max(received_at) FROM messages WHERE conv = ?", c.PeerID).Scan(&last)
+		if last.Valid {
+			conv.Last = time.UnixMilli(last.Int64)
+		}
+		out = append(out, conv)
+	}
+	if s.rooms != nil {
+		rooms, err := s.rooms.Conversations(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rooms...)
+	}
+	sortConversations(out)
+	return out, nil
+}
+
+func sortConversations(cs []apitype.Conversation) {
+	for i := 1; i < len(cs); i++ {
+		for j := i; j > 0 && cs[j].Last.After(cs[j-1].Last); j-- {
+			cs[j], cs[j-1] = cs[j-1], cs[j]
+		}
+	}
+}
+
+// Rooms is what the room service offers the history and API layers.
+type Rooms interface {
+	ConvKey(ctx context.Context, name string) (string, error)
+	MarkRead(ctx context.Context, name string) error
+	Conversations(ctx context.Context) ([]apitype.Conversation, error)
+	Send(ctx context.Context, name, text string) (apitype.Message, error)
+}

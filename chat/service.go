@@ -1,0 +1,278 @@
+package chat
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/event"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/parley-im/parley/chat/e2e"
+	"github.com/parley-im/parley/chat/store"
+	"github.com/parley-im/parley/chat/wire"
+	"github.com/parley-im/parley/chat/wire/wirepb"
+	"github.com/parley-im/parley/peer/identity"
+)
+
+// PeerRouter finds a peer's addresses (the DHT).
+type PeerRouter interface {
+	FindPeer(ctx context.Context, id peer.ID) (peer.AddrInfo, error)
+}
+
+// Config is what the service needs from the node.
+type Config struct {
+	Host     host.Host
+	DB       *store.DB
+	Identity *identity.Identity
+	Router   PeerRouter
+	Logger   *slog.Logger
+	// Now and Rand are for tests; nil means time.Now and crypto/rand.
+	Now func() time.Time
+}
+
+// Service is the chat service of one node.
+type Service struct {
+	host   host.Host
+	db     *store.DB
+	id     *identity.Identity
+	idKey  ed25519.PrivateKey
+	router PeerRouter
+	log    *slog.Logger
+	now    func() time.Time
+	events *bus
+
+	// mu serialises every use of the end-to-end state, and the transaction
+	// that persists it, so the state in memory and on disk never diverge.
+	mu       sync.Mutex
+	keys     *e2e.KeyStore            // guarded by mu
+	channels map[peer.ID]*e2e.Channel // guarded by mu; a cache of e2e_channels
+
+	prekeyLimit *limiter
+
+	// rooms, if set, serves '#room' conversations; onPayload receives
+	// payloads this package does not handle (room invites, sender keys).
+	rooms     Rooms
+	onPayload func(ctx context.Context, tx *sql.Tx, from peer.ID, p *wirepb.Payload)
+
+	dmu        sync.Mutex
+	deliverers map[peer.ID]*deliverer // guarded by dmu
+	kick       chan peer.ID
+	wg         sync.WaitGroup
+}
+
+// New creates the service, loading (or creating) the end-to-end key store.
+func New(ctx context.Context, cfg Config) (*Service, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Service{
+		host:        cfg.Host,
+		db:          cfg.DB,
+		id:          cfg.Identity,
+		idKey:       cfg.Identity.Ed25519(),
+		router:      cfg.Router,
+		log:         cfg.Logger,
+		now:         cfg.Now,
+		events:      newBus(),
+		channels:    make(map[peer.ID]*e2e.Channel),
+		prekeyLimit: newLimiter(prekeyBurst, prekeyEvery),
+		deliverers:  make(map[peer.ID]*deliverer),
+		kick:        make(chan peer.ID, 256),
+	}
+	if err := s.loadKeys(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// loadKeys loads the key store, creating it on first start, and rotates and
+// replenishes prekeys as due.
+func (s *Service) loadKeys(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var blob []byte
+	err := s.db.SQL().QueryRowContext(ctx, "SELECT state FROM e2e_keystore WHERE id = 1").Scan(&blob)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		ks, err := e2e.NewKeyStore(s.idKey, rand.Reader, s.now())
+		if err != nil {
+			return fmt.Errorf("create e2e keys: %w", err)
+		}
+		s.keys = ks
+	case err != nil:
+		return fmt.Errorf("load e2e keys: %w", err)
+	default:
+		ks := new(e2e.KeyStore)
+		if err := ks.UnmarshalBinary(blob); err != nil {
+			return fmt.Errorf("load e2e keys: %w", err)
+		}
+		s.keys = ks
+	}
+	if _, err := s.keys.Maintain(s.idKey, rand.Reader, s.now()); err != nil {
+		return fmt.Errorf("maintain prekeys: %w", err)
+	}
+	return s.db.Tx(ctx, func(tx *sql.Tx) error { return s.saveKeysLocked(ctx, tx) })
+}
+
+func (s *Service) saveKeysLocked(ctx context.Context, tx *sql.Tx) error {
+	blob, err := s.keys.MarshalBinary()
+	if err != nil {
+		return fmt.Errorf("encode e2e keys: %w", err)
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO e2e_keystore(id, state) VALUES(1, ?)
+		ON CONFLICT(id) DO UPDATE SET state = excluded.state`, blob)
+	if err != nil {
+		return fmt.Errorf("save e2e keys: %w", err)
+	}
+	return nil
+}
+
+// channelLocked returns the cached channel with p, loading it from the
+// database (or creating an empty one).
+func (s *Service) channelLocked(ctx context.Context, p peer.ID) (*e2e.Channel, error) {
+	if ch, ok := s.channels[p]; ok {
+		return ch, nil
+	}
+	var blob []byte
+	err := s.db.SQL().QueryRowContext(ctx, "SELECT state FROM e2e_channels WHERE peer_id = ?", p.String()).Scan(&blob)
+	ch := new(e2e.Channel)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return nil, fmt.Errorf("load session with %s: %w", p, err)
+	default:
+		if err := ch.UnmarshalBinary(blob); err != nil {
+			return nil, fmt.Errorf("load session with %s: %w", p, err)
+		}
+	}
+	s.channels[p] = ch
+	return ch, nil
+}
+
+func saveChannel(ctx context.Context, tx *sql.Tx, p peer.ID, ch *e2e.Channel) error {
+	blob, err := ch.MarshalBinary()
+	if err != nil {
+		return fmt.Errorf("encode session: %w", err)
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO e2e_channels(peer_id, state) VALUES(?, ?)
+		ON CONFLICT(peer_id) DO UPDATE SET state = excluded.state`, p.String(), blob)
+	if err != nil {
+		return fmt.Errorf("save session: %w", err)
+	}
+	return nil
+}
+
+// dropChannelLocked forgets the cached channel so the next use reloads the
+// committed state (after a failed transaction).
+func (s *Service) dropChannelLocked(p peer.ID) { delete(s.channels, p) }
+
+// Run registers the stream handlers and runs the deliverers, the prekey
+// maintenance and presence tracking until ctx ends.
+func (s *Service) Run(ctx context.Context) error {
+	sub, err := s.host.EventBus().Subscribe(new(event.EvtPeerConnectednessChanged))
+	if err != nil {
+		return fmt.Errorf("subscribe connection events: %w", err)
+	}
+	defer sub.Close()
+	s.host.SetStreamHandler(wire.ProtocolDM, func(st network.Stream) { s.handleDM(ctx, st) })
+	s.host.SetStreamHandler(wire.ProtocolPrekeys, func(st network.Stream) { s.handlePrekeys(ctx, st) })
+	defer s.host.RemoveStreamHandler(wire.ProtocolDM)
+	defer s.host.RemoveStreamHandler(wire.ProtocolPrekeys)
+	defer s.wg.Wait()
+
+	// Everything queued before a restart goes out again.
+	s.kickAll(ctx, false)
+
+	maintain := time.NewTicker(time.Hour)
+	defer maintain.Stop()
+	retry := time.NewTicker(retryInterval)
+	defer retry.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case p := <-s.kick:
+			s.startDeliverer(ctx, p)
+		case e := <-sub.Out():
+			ev := e.(event.EvtPeerConnectednessChanged)
+			s.presence(ctx, ev.Peer, ev.Connectedness == network.Connected || ev.Connectedness == network.Limited)
+			if ev.Connectedness == network.Connected || ev.Connectedness == network.Limited {
+				s.startDeliverer(ctx, ev.Peer)
+			}
+		case <-retry.C:
+			s.kickAll(ctx, true)
+		case <-maintain.C:
+			s.maintainKeys(ctx)
+		}
+	}
+}
+
+func (s *Service) maintainKeys(ctx context.Context) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	changed, err := s.keys.Maintain(s.idKey, rand.Reader, s.now())
+	if err != nil {
+		s.log.Error("prekey maintenance failed", "err", err)
+		return
+	}
+	if changed {
+		if err := s.db.Tx(ctx, func(tx *sql.Tx) error { return s.saveKeysLocked(ctx, tx) }); err != nil {
+			s.log.Error("save prekeys failed", "err", err)
+		}
+	}
+}
+
+// Kick asks the deliverer of p to try now.
+func (s *Service) Kick(p peer.ID) {
+	select {
+	case s.kick <- p:
+	default:
+	}
+}
+
+// kickAll starts the deliverer of every peer with queued frames (with
+// onlyDue, only those whose backoff has expired).
+func (s *Service) kickAll(ctx context.Context, onlyDue bool) {
+	rows, err := s.db.SQL().QueryContext(ctx, "SELECT DISTINCT peer_id FROM outbox")
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("read outbox", "err", err)
+		}
+		return
+	}
+	var ids []peer.ID
+	for rows.Next() {
+		var str string
+		if rows.Scan(&str) == nil {
+			if id, err := peer.Decode(str); err == nil {
+				ids = append(ids, id)
+			}
+		}
+	}
+	rows.Close()
+	for _, id := range ids {
+		if onlyDue && !s.due(id) {
+			continue
+		}
+		s.startDeliverer(ctx, id)
+	}
+}
+
+// OutboxDepth reports how many frames wait for an ack.
+func (s *Service) OutboxDepth(ctx context.Context) int {
+	var n int
+	s.db.SQL().QueryRowContext(ctx, "SELECT count(*) FROM outbox").Scan(&n)
+	return n
+}
