@@ -166,11 +166,14 @@ func TestCrashDurability(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The killer SIGKILLs alice or bob at random moments until sending ends.
+	// The killer SIGKILLs alice or bob whenever the sender asks (every 20 to
+	// 60 messages), at a random moment relative to what the nodes are doing,
+	// and restarts it after a random pause.
+	killNow := make(chan struct{})
 	sendingDone := make(chan struct{})
 	var killerWG sync.WaitGroup
 	killerWG.Add(1)
-	kills := 0
+	kills := map[string]int{}
 	go func() {
 		defer killerWG.Done()
 		rng := rand.New(rand.NewPCG(1, uint64(time.Now().UnixNano())))
@@ -178,25 +181,32 @@ func TestCrashDurability(t *testing.T) {
 			select {
 			case <-sendingDone:
 				return
-			case <-time.After(time.Duration(150+rng.IntN(500)) * time.Millisecond):
+			case <-killNow:
 			}
-			p := alice
+			p, who := alice, "alice"
 			if rng.IntN(2) == 1 {
-				p = bob
+				p, who = bob, "bob"
 			}
+			time.Sleep(time.Duration(rng.IntN(30)) * time.Millisecond)
 			p.kill()
-			kills++
-			time.Sleep(time.Duration(rng.IntN(100)) * time.Millisecond)
+			kills[who]++
+			time.Sleep(time.Duration(rng.IntN(200)) * time.Millisecond)
 			p.start()
 		}
 	}()
 
 	// Send with fixed ids so a send interrupted by a kill can be retried
 	// without creating a second copy.
+	rng := rand.New(rand.NewPCG(2, uint64(time.Now().UnixNano())))
+	nextKill := 20 + rng.IntN(40)
 	ids := make([]string, total)
 	for i := range total {
 		ids[i] = fmt.Sprintf("%032x", i+1)
 		text := "message " + strconv.Itoa(i)
+		if i == nextKill {
+			killNow <- struct{}{} // waits until the previous victim restarted
+			nextKill += 20 + rng.IntN(40)
+		}
 		for {
 			_, err := ac.SendWithID(ctx, "bob", text, ids[i])
 			if err == nil {
@@ -210,7 +220,10 @@ func TestCrashDurability(t *testing.T) {
 	}
 	close(sendingDone)
 	killerWG.Wait()
-	t.Logf("sent %d messages through %d kills", total, kills)
+	t.Logf("sent %d messages; SIGKILLed alice %d times and bob %d times", total, kills["alice"], kills["bob"])
+	if kills["alice"] == 0 || kills["bob"] == 0 {
+		t.Fatalf("the killer did not hit both sides: %v", kills)
+	}
 	alice.waitReady(ctx)
 	bob.waitReady(ctx)
 
