@@ -224,6 +224,9 @@ func (s *Service) deliver(ctx context.Context, p peer.ID) error {
 		return err
 	}
 	if err := s.reach(ctx, p); err != nil {
+		if s.mailbox != nil {
+			s.depositOffline(ctx, p)
+		}
 		return err
 	}
 	if err := s.ensureSession(ctx, p); err != nil {

@@ -66,3 +66,61 @@ func (s *Service) ContactName(ctx context.Context, p peer.ID) string {
 	}
 	return c.Name
 }
+
+// Mailbox is the offline-delivery client (chat/mailbox): when a peer cannot
+// be reached, the deliverer hands it the frames already encrypted for that
+// peer. The frames stay in the outbox until the peer acks them directly, so
+// a deposit is an extra path, never the only copy; Deposit must be
+// idempotent per frame id.
+type Mailbox interface {
+	Deposit(ctx context.Context, to peer.ID, frames []OutFrame) error
+}
+
+// OutFrame is an encrypted frame waiting in the outbox.
+type OutFrame struct {
+	ID       []byte // 16-byte frame id
+	Envelope []byte // E2E envelope (chat/e2e)
+}
+
+// SetMailbox installs the offline-delivery client; call it before Run.
+func (s *Service) SetMailbox(m Mailbox) { s.mailbox = m }
+
+// ReceiveFrames commits frames from p that arrived by another path than a
+// direct stream (a mailbox) exactly as if p had sent them directly:
+// duplicates are recognised by frame id, each frame gets an ack status, and
+// receipts go back to p inside the ratchet.
+func (s *Service) ReceiveFrames(ctx context.Context, p peer.ID, frames []*wirepb.DMMessage) []*wirepb.DMAck {
+	batch := make([]*wirepb.DMFrame, len(frames))
+	for i, m := range frames {
+		batch[i] = &wirepb.DMFrame{Body: &wirepb.DMFrame_Message{Message: m}}
+	}
+	return s.receiveBatch(ctx, p, batch)
+}
+
+// depositOffline gives the frames queued for an unreachable p to the
+// mailbox, if p's session exists (a first message needs p online once, to
+// fetch its prekey bundle).
+func (s *Service) depositOffline(ctx context.Context, p peer.ID) {
+	s.mu.Lock()
+	ch, err := s.channelLocked(ctx, p)
+	has := err == nil && ch.HasSession()
+	s.mu.Unlock()
+	if !has {
+		return
+	}
+	if err := s.encryptQueued(ctx, p); err != nil {
+		s.log.Warn("encrypt for mailbox", "peer", p, "err", err)
+		return
+	}
+	frames, err := s.readyFrames(ctx, p)
+	if err != nil || len(frames) == 0 {
+		return
+	}
+	out := make([]OutFrame, len(frames))
+	for i, f := range frames {
+		out[i] = OutFrame{ID: f.id, Envelope: f.envelope}
+	}
+	if err := s.mailbox.Deposit(ctx, p, out); err != nil {
+		s.log.Info("mailbox deposit failed", "peer", p, "err", err)
+	}
+}

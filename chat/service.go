@@ -62,6 +62,7 @@ type Service struct {
 	// payloads this package does not handle (room invites, sender keys).
 	rooms     Rooms
 	onPayload func(ctx context.Context, tx *sql.Tx, from peer.ID, p *wirepb.Payload)
+	mailbox   Mailbox
 
 	dmu        sync.Mutex
 	deliverers map[peer.ID]*deliverer // guarded by dmu
