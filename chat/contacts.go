@@ -127,11 +127,11 @@ func (s *Service) AddContact(ctx context.Context, linkOrID, name string) (Contac
 	}
 	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
 		var other string
-		err := tx.QueryRowContext(ctx, "SELECT peer_id FROM contacts WHERE name = ?", name).Scan(&other)
+		err := s.db.QueryRow(ctx, tx, "SELECT peer_id FROM contacts WHERE name = ?", name).Scan(&other)
 		if err == nil && other != id.String() {
 			return fmt.Errorf("%w: %q is %s; choose another with --name", ErrNameTaken, name, other)
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO contacts(peer_id, name, added_at) VALUES(?, ?, ?)
+		_, err = s.db.Exec(ctx, tx, `INSERT INTO contacts(peer_id, name, added_at) VALUES(?, ?, ?)
 			ON CONFLICT(peer_id) DO UPDATE SET name = excluded.name`, id.String(), name, s.now().UnixMilli())
 		return err
 	})
@@ -175,7 +175,7 @@ func scanContact(row interface{ Scan(...any) error }) (Contact, error) {
 }
 
 func (s *Service) contactByID(ctx context.Context, id peer.ID) (Contact, error) {
-	c, err := scanContact(s.db.SQL().QueryRowContext(ctx, "SELECT "+contactCols+" FROM contacts WHERE peer_id = ?", id.String()))
+	c, err := scanContact(s.db.QueryRow(ctx, nil, "SELECT "+contactCols+" FROM contacts WHERE peer_id = ?", id.String()))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Contact{}, fmt.Errorf("%w: %s", ErrUnknownContact, id)
 	}
@@ -184,7 +184,7 @@ func (s *Service) contactByID(ctx context.Context, id peer.ID) (Contact, error) 
 
 // Resolve finds a contact by name or peer ID.
 func (s *Service) Resolve(ctx context.Context, nameOrID string) (Contact, error) {
-	c, err := scanContact(s.db.SQL().QueryRowContext(ctx, "SELECT "+contactCols+" FROM contacts WHERE name = ?", nameOrID))
+	c, err := scanContact(s.db.QueryRow(ctx, nil, "SELECT "+contactCols+" FROM contacts WHERE name = ?", nameOrID))
 	if err == nil {
 		return c, nil
 	}
@@ -199,7 +199,7 @@ func (s *Service) Resolve(ctx context.Context, nameOrID string) (Contact, error)
 
 // Contacts lists contacts by name.
 func (s *Service) Contacts(ctx context.Context) ([]apitype.Contact, error) {
-	rows, err := s.db.SQL().QueryContext(ctx, "SELECT "+contactCols+" FROM contacts ORDER BY name")
+	rows, err := s.db.Query(ctx, nil, "SELECT "+contactCols+" FROM contacts ORDER BY name")
 	if err != nil {
 		return nil, fmt.Errorf("list contacts: %w", err)
 	}
@@ -240,7 +240,7 @@ func (s *Service) online(id peer.ID) bool {
 
 // presence records a contact coming or going and publishes the event.
 func (s *Service) presence(ctx context.Context, id peer.ID, online bool) {
-	res, err := s.db.SQL().ExecContext(ctx, "UPDATE contacts SET last_seen = ? WHERE peer_id = ?", s.now().UnixMilli(), id.String())
+	res, err := s.db.Exec(ctx, nil, "UPDATE contacts SET last_seen = ? WHERE peer_id = ?", s.now().UnixMilli(), id.String())
 	if err != nil {
 		return
 	}
@@ -273,7 +273,7 @@ func (s *Service) Verify(ctx context.Context, nameOrID string) (apitype.SafetyNu
 	if err != nil {
 		return apitype.SafetyNumber{}, err
 	}
-	if _, err := s.db.SQL().ExecContext(ctx, "UPDATE contacts SET verified = 1 WHERE peer_id = ?", c.ID.String()); err != nil {
+	if _, err := s.db.Exec(ctx, nil, "UPDATE contacts SET verified = 1 WHERE peer_id = ?", c.ID.String()); err != nil {
 		return apitype.SafetyNumber{}, fmt.Errorf("mark verified: %w", err)
 	}
 	return s.SafetyNumber(ctx, c.ID.String())

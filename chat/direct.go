@@ -109,7 +109,7 @@ func (s *Service) SendWithID(ctx context.Context, to, text string, id []byte) (a
 	var seq uint64
 	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
 		var err error
-		if seq, err = nextSeq(ctx, tx, c.ID.String()); err != nil {
+		if seq, err = s.nextSeq(ctx, tx, c.ID.String()); err != nil {
 			return err
 		}
 		payload, err := proto.Marshal(&wirepb.Payload{Version: 1, Body: &wirepb.Payload_Text{Text: &wirepb.Text{
@@ -118,11 +118,11 @@ func (s *Service) SendWithID(ctx context.Context, to, text string, id []byte) (a
 		if err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO messages(id, conv, sender, outgoing, body, sent_at, received_at, seq, state)
+		if _, err := s.db.Exec(ctx, tx, `INSERT INTO messages(id, conv, sender, outgoing, body, sent_at, received_at, seq, state)
 			VALUES(?, ?, ?, 1, ?, ?, ?, ?, ?)`, id, c.ID.String(), s.host.ID().String(), text, now.UnixMilli(), now.UnixMilli(), seq, apitype.StatePending); err != nil {
 			return err
 		}
-		return enqueue(ctx, tx, c.ID, id, payload, now)
+		return s.enqueue(ctx, tx, c.ID, id, payload, now)
 	})
 	if err != nil {
 		return apitype.Message{}, fmt.Errorf("store message: %w", err)
@@ -136,9 +136,9 @@ func (s *Service) SendWithID(ctx context.Context, to, text string, id []byte) (a
 	return m, nil
 }
 
-func nextSeq(ctx context.Context, tx *sql.Tx, conv string) (uint64, error) {
+func (s *Service) nextSeq(ctx context.Context, tx *sql.Tx, conv string) (uint64, error) {
 	var seq uint64
-	err := tx.QueryRowContext(ctx, `INSERT INTO conv_seq(conv, next_out) VALUES(?, 2)
+	err := s.db.QueryRow(ctx, tx, `INSERT INTO conv_seq(conv, next_out) VALUES(?, 2)
 		ON CONFLICT(conv) DO UPDATE SET next_out = next_out + 1 RETURNING next_out - 1`, conv).Scan(&seq)
 	if err != nil {
 		return 0, fmt.Errorf("next sequence number: %w", err)
@@ -146,8 +146,8 @@ func nextSeq(ctx context.Context, tx *sql.Tx, conv string) (uint64, error) {
 	return seq, nil
 }
 
-func enqueue(ctx context.Context, tx *sql.Tx, to peer.ID, frameID, payload []byte, now time.Time) error {
-	_, err := tx.ExecContext(ctx, "INSERT INTO outbox(peer_id, frame_id, payload, created) VALUES(?, ?, ?, ?)",
+func (s *Service) enqueue(ctx context.Context, tx *sql.Tx, to peer.ID, frameID, payload []byte, now time.Time) error {
+	_, err := s.db.Exec(ctx, tx, "INSERT INTO outbox(peer_id, frame_id, payload, created) VALUES(?, ?, ?, ?)",
 		to.String(), frameID, payload, now.UnixMilli())
 	if err != nil {
 		return fmt.Errorf("queue frame: %w", err)
@@ -257,7 +257,7 @@ func (s *Service) deliver(ctx context.Context, p peer.ID) error {
 
 func (s *Service) queued(ctx context.Context, p peer.ID) (int, error) {
 	var n int
-	err := s.db.SQL().QueryRowContext(ctx, "SELECT count(*) FROM outbox WHERE peer_id = ?", p.String()).Scan(&n)
+	err := s.db.QueryRow(ctx, nil, "SELECT count(*) FROM outbox WHERE peer_id = ?", p.String()).Scan(&n)
 	return n, err
 }
 
@@ -319,7 +319,7 @@ func (s *Service) ensureSession(ctx context.Context, p peer.ID) error {
 		s.dropChannelLocked(p)
 		return fmt.Errorf("start session with %s: %w", p, err)
 	}
-	err = s.db.Tx(ctx, func(tx *sql.Tx) error { return saveChannel(ctx, tx, p, ch) })
+	err = s.db.Tx(ctx, func(tx *sql.Tx) error { return s.saveChannel(ctx, tx, p, ch) })
 	if err != nil {
 		s.dropChannelLocked(p)
 		return err
@@ -343,7 +343,7 @@ func (s *Service) encryptQueued(ctx context.Context, p peer.ID) error {
 	for {
 		n := 0
 		err := s.db.Tx(ctx, func(tx *sql.Tx) error {
-			rows, err := tx.QueryContext(ctx, "SELECT n, payload FROM outbox WHERE peer_id = ? AND envelope IS NULL ORDER BY n LIMIT ?", p.String(), recvBatch)
+			rows, err := s.db.Query(ctx, tx, "SELECT n, payload FROM outbox WHERE peer_id = ? AND envelope IS NULL ORDER BY n LIMIT ?", p.String(), recvBatch)
 			if err != nil {
 				return err
 			}
@@ -366,7 +366,7 @@ func (s *Service) encryptQueued(ctx context.Context, p peer.ID) error {
 				if err != nil {
 					return fmt.Errorf("encrypt: %w", err)
 				}
-				if _, err := tx.ExecContext(ctx, "UPDATE outbox SET envelope = ? WHERE n = ?", env, r.n); err != nil {
+				if _, err := s.db.Exec(ctx, tx, "UPDATE outbox SET envelope = ? WHERE n = ?", env, r.n); err != nil {
 					return err
 				}
 			}
@@ -374,7 +374,7 @@ func (s *Service) encryptQueued(ctx context.Context, p peer.ID) error {
 			if n == 0 {
 				return nil
 			}
-			return saveChannel(ctx, tx, p, ch)
+			return s.saveChannel(ctx, tx, p, ch)
 		})
 		if err != nil {
 			s.dropChannelLocked(p)
@@ -393,7 +393,7 @@ type outFrame struct {
 }
 
 func (s *Service) readyFrames(ctx context.Context, p peer.ID) ([]outFrame, error) {
-	rows, err := s.db.SQL().QueryContext(ctx, "SELECT n, frame_id, envelope FROM outbox WHERE peer_id = ? AND envelope IS NOT NULL ORDER BY n LIMIT ?", p.String(), sendBatch)
+	rows, err := s.db.Query(ctx, nil, "SELECT n, frame_id, envelope FROM outbox WHERE peer_id = ? AND envelope IS NOT NULL ORDER BY n LIMIT ?", p.String(), sendBatch)
 	if err != nil {
 		return nil, fmt.Errorf("read outbox: %w", err)
 	}
@@ -456,13 +456,14 @@ func (s *Service) acked(ctx context.Context, p peer.ID, frames []outFrame) {
 		return
 	}
 	var sent [][]byte
-	err := s.db.Tx(context.WithoutCancel(ctx), func(tx *sql.Tx) error {
+	ctx = context.WithoutCancel(ctx) // an ack received must be recorded
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
 		sent = sent[:0]
 		for _, f := range frames {
-			if _, err := tx.Exec("DELETE FROM outbox WHERE n = ?", f.n); err != nil {
+			if _, err := s.db.Exec(ctx, tx, "DELETE FROM outbox WHERE n = ?", f.n); err != nil {
 				return err
 			}
-			res, err := tx.Exec("UPDATE messages SET state = ? WHERE id = ? AND state = ?", apitype.StateSent, f.id, apitype.StatePending)
+			res, err := s.db.Exec(ctx, tx, "UPDATE messages SET state = ? WHERE id = ? AND state = ?", apitype.StateSent, f.id, apitype.StatePending)
 			if err != nil {
 				return err
 			}
@@ -510,11 +511,12 @@ func (s *Service) resetSession(ctx context.Context, p peer.ID, notify bool) erro
 		return err
 	}
 	ch.Reset()
-	err = s.db.Tx(context.WithoutCancel(ctx), func(tx *sql.Tx) error {
-		if err := saveChannel(ctx, tx, p, ch); err != nil {
+	ctx = context.WithoutCancel(ctx)
+	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
+		if err := s.saveChannel(ctx, tx, p, ch); err != nil {
 			return err
 		}
-		if _, err := tx.Exec("UPDATE outbox SET envelope = NULL WHERE peer_id = ?", p.String()); err != nil {
+		if _, err := s.db.Exec(ctx, tx, "UPDATE outbox SET envelope = NULL WHERE peer_id = ?", p.String()); err != nil {
 			return err
 		}
 		if !notify {
@@ -524,7 +526,7 @@ func (s *Service) resetSession(ctx context.Context, p peer.ID, notify bool) erro
 		if err != nil {
 			return err
 		}
-		return enqueue(ctx, tx, p, newID(), payload, s.now())
+		return s.enqueue(ctx, tx, p, newID(), payload, s.now())
 	})
 	if err != nil {
 		s.dropChannelLocked(p)

@@ -40,9 +40,9 @@ func (s *Service) SendPayload(ctx context.Context, tx *sql.Tx, to peer.ID, p *wi
 		return fmt.Errorf("encode payload: %w", err)
 	}
 	if tx != nil {
-		return enqueue(ctx, tx, to, newID(), payload, s.now())
+		return s.enqueue(ctx, tx, to, newID(), payload, s.now())
 	}
-	if err := s.db.Tx(ctx, func(tx *sql.Tx) error { return enqueue(ctx, tx, to, newID(), payload, s.now()) }); err != nil {
+	if err := s.db.Tx(ctx, func(tx *sql.Tx) error { return s.enqueue(ctx, tx, to, newID(), payload, s.now()) }); err != nil {
 		return err
 	}
 	s.Kick(to)

@@ -44,7 +44,7 @@ func (s *Service) scanMessages(rows *sql.Rows) ([]apitype.Message, error) {
 }
 
 func (s *Service) messageByID(ctx context.Context, id []byte) (apitype.Message, error) {
-	rows, err := s.db.SQL().QueryContext(ctx, "SELECT "+messageCols+" FROM messages m LEFT JOIN contacts c ON c.peer_id = m.conv WHERE m.id = ?", id)
+	rows, err := s.db.Query(ctx, nil, "SELECT "+messageCols+" FROM messages m LEFT JOIN contacts c ON c.peer_id = m.conv WHERE m.id = ?", id)
 	if err != nil {
 		return apitype.Message{}, err
 	}
@@ -80,7 +80,7 @@ func (s *Service) Log(ctx context.Context, conv string, limit int) ([]apitype.Me
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.db.SQL().QueryContext(ctx, "SELECT * FROM (SELECT "+messageCols+
+	rows, err := s.db.Query(ctx, nil, "SELECT * FROM (SELECT "+messageCols+
 		" FROM messages m LEFT JOIN contacts c ON c.peer_id = m.conv WHERE m.conv = ? ORDER BY m.n DESC LIMIT ?) ORDER BY n",
 		key, limit)
 	if err != nil {
@@ -125,7 +125,7 @@ func (s *Service) Search(ctx context.Context, q string, limit int) ([]apitype.Me
 	for _, t := range strings.Fields(q) {
 		terms = append(terms, `"`+strings.ReplaceAll(t, `"`, `""`)+`"`)
 	}
-	rows, err := s.db.SQL().QueryContext(ctx, "SELECT "+messageCols+
+	rows, err := s.db.Query(ctx, nil, "SELECT "+messageCols+
 		" FROM messages_fts f JOIN messages m ON m.n = f.rowid LEFT JOIN contacts c ON c.peer_id = m.conv WHERE messages_fts MATCH ? ORDER BY m.n DESC LIMIT ?",
 		strings.Join(terms, " "), limit)
 	if err != nil {
@@ -136,7 +136,7 @@ func (s *Service) Search(ctx context.Context, q string, limit int) ([]apitype.Me
 
 func (s *Service) unread(ctx context.Context, conv string, upto int64) (int, error) {
 	var n int
-	err := s.db.SQL().QueryRowContext(ctx, "SELECT count(*) FROM messages WHERE conv = ? AND outgoing = 0 AND n > ?", conv, upto).Scan(&n)
+	err := s.db.QueryRow(ctx, nil, "SELECT count(*) FROM messages WHERE conv = ? AND outgoing = 0 AND n > ?", conv, upto).Scan(&n)
 	return n, err
 }
 
@@ -149,7 +149,7 @@ func (s *Service) MarkRead(ctx context.Context, conv string) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.db.SQL().ExecContext(ctx, "UPDATE contacts SET read_upto = (SELECT coalesce(max(n), 0) FROM messages WHERE conv = ?) WHERE peer_id = ?", c.ID.String(), c.ID.String())
+	_, err = s.db.Exec(ctx, nil, "UPDATE contacts SET read_upto = (SELECT coalesce(max(n), 0) FROM messages WHERE conv = ?) WHERE peer_id = ?", c.ID.String(), c.ID.String())
 	return err
 }
 
@@ -163,7 +163,7 @@ func (s *Service) Conversations(ctx context.Context) ([]apitype.Conversation, er
 	for _, c := range contacts {
 		conv := apitype.Conversation{Name: c.Name, PeerID: c.PeerID, Unread: c.Unread, Online: c.Online, Verified: c.Verified}
 		var last sql.NullInt64
-		s.db.SQL().QueryRowContext(ctx, "SELECT max(received_at) FROM messages WHERE conv = ?", c.PeerID).Scan(&last)
+		s.db.QueryRow(ctx, nil, "SELECT max(received_at) FROM messages WHERE conv = ?", c.PeerID).Scan(&last)
 		if last.Valid {
 			conv.Last = time.UnixMilli(last.Int64)
 		}

@@ -147,7 +147,7 @@ func (s *Service) receiveTx(ctx context.Context, tx *sql.Tx, remote peer.ID, rem
 	if !used {
 		return nil
 	}
-	if err := saveChannel(ctx, tx, remote, ch); err != nil {
+	if err := s.saveChannel(ctx, tx, remote, ch); err != nil {
 		return err
 	}
 	if err := s.saveKeysLocked(ctx, tx); err != nil {
@@ -159,7 +159,7 @@ func (s *Service) receiveTx(ctx context.Context, tx *sql.Tx, remote peer.ID, rem
 		if err != nil {
 			return err
 		}
-		if err := enqueue(ctx, tx, remote, newID(), payload, s.now()); err != nil {
+		if err := s.enqueue(ctx, tx, remote, newID(), payload, s.now()); err != nil {
 			return err
 		}
 		receipts = receipts[n:]
@@ -180,7 +180,7 @@ func (s *Service) receiveFrame(ctx context.Context, tx *sql.Tx, remote peer.ID, 
 		return ack
 	}
 	var one int
-	err := tx.QueryRowContext(ctx, "SELECT 1 FROM seen_frames WHERE frame_id = ?", m.Id).Scan(&one)
+	err := s.db.QueryRow(ctx, tx, "SELECT 1 FROM seen_frames WHERE frame_id = ?", m.Id).Scan(&one)
 	if err == nil {
 		ack.Status = wirepb.AckStatus_ACK_STATUS_DUPLICATE
 		return ack
@@ -192,7 +192,7 @@ func (s *Service) receiveFrame(ctx context.Context, tx *sql.Tx, remote peer.ID, 
 		return ack
 	}
 	*used = true
-	if _, err := tx.ExecContext(ctx, "INSERT INTO seen_frames(frame_id, peer_id, at) VALUES(?, ?, ?)", m.Id, remote.String(), s.now().UnixMilli()); err != nil {
+	if _, err := s.db.Exec(ctx, tx, "INSERT INTO seen_frames(frame_id, peer_id, at) VALUES(?, ?, ?)", m.Id, remote.String(), s.now().UnixMilli()); err != nil {
 		ack.Status, ack.Reason = wirepb.AckStatus_ACK_STATUS_RETRY_LATER, "storage"
 		return ack
 	}
@@ -214,7 +214,7 @@ func (s *Service) receiveFrame(ctx context.Context, tx *sql.Tx, remote peer.ID, 
 		*receipts = append(*receipts, b.Text.Id)
 	case *wirepb.Payload_Receipt:
 		for _, id := range b.Receipt.Ids {
-			res, err := tx.ExecContext(ctx, "UPDATE messages SET state = ? WHERE id = ? AND conv = ? AND outgoing = 1 AND state != ?",
+			res, err := s.db.Exec(ctx, tx, "UPDATE messages SET state = ? WHERE id = ? AND conv = ? AND outgoing = 1 AND state != ?",
 				apitype.StateDelivered, id, remote.String(), apitype.StateDelivered)
 			if err == nil {
 				if k, _ := res.RowsAffected(); k > 0 {
@@ -242,7 +242,7 @@ func (s *Service) storeIncoming(ctx context.Context, tx *sql.Tx, remote peer.ID,
 		return nil, ErrTooLong
 	}
 	now := s.now()
-	res, err := tx.ExecContext(ctx, `INSERT INTO messages(id, conv, sender, outgoing, body, sent_at, received_at, seq, state)
+	res, err := s.db.Exec(ctx, tx, `INSERT INTO messages(id, conv, sender, outgoing, body, sent_at, received_at, seq, state)
 		VALUES(?, ?, ?, 0, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING`,
 		t.Id, remote.String(), remote.String(), t.Body, t.SentAtMs, now.UnixMilli(), t.Seq, apitype.StateReceived)
 	if err != nil {
@@ -252,13 +252,13 @@ func (s *Service) storeIncoming(ctx context.Context, tx *sql.Tx, remote peer.ID,
 		return nil, nil
 	}
 	if t.Seq > 0 {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO conv_seq(conv, last_in) VALUES(?, ?)
+		if _, err := s.db.Exec(ctx, tx, `INSERT INTO conv_seq(conv, last_in) VALUES(?, ?)
 			ON CONFLICT(conv) DO UPDATE SET last_in = max(last_in, excluded.last_in)`, remote.String(), t.Seq); err != nil {
 			return nil, err
 		}
 	}
 	name := remote.String()
-	tx.QueryRowContext(ctx, "SELECT name FROM contacts WHERE peer_id = ?", remote.String()).Scan(&name)
+	s.db.QueryRow(ctx, tx, "SELECT name FROM contacts WHERE peer_id = ?", remote.String()).Scan(&name)
 	return &apitype.Message{
 		ID: hex.EncodeToString(t.Id), Conv: name, From: remote.String(), FromName: name,
 		Text: t.Body, SentAt: time.UnixMilli(t.SentAtMs), Seq: t.Seq, State: apitype.StateReceived,
@@ -268,14 +268,14 @@ func (s *Service) storeIncoming(ctx context.Context, tx *sql.Tx, remote peer.ID,
 // ensureContact adds an unknown sender as an unverified contact, so that a
 // message from a stranger is kept and shown (as a message request would be).
 func (s *Service) ensureContact(ctx context.Context, tx *sql.Tx, p peer.ID) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO contacts(peer_id, name, added_at) VALUES(?, ?, ?) ON CONFLICT DO NOTHING`,
+	_, err := s.db.Exec(ctx, tx, `INSERT INTO contacts(peer_id, name, added_at) VALUES(?, ?, ?) ON CONFLICT DO NOTHING`,
 		p.String(), defaultName(p), s.now().UnixMilli())
 	return err
 }
 
 func (s *Service) reloadKeysLocked(ctx context.Context) error {
 	var blob []byte
-	if err := s.db.SQL().QueryRowContext(ctx, "SELECT state FROM e2e_keystore WHERE id = 1").Scan(&blob); err != nil {
+	if err := s.db.QueryRow(ctx, nil, "SELECT state FROM e2e_keystore WHERE id = 1").Scan(&blob); err != nil {
 		return err
 	}
 	ks := new(e2e.KeyStore)

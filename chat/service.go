@@ -104,7 +104,7 @@ func (s *Service) loadKeys(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var blob []byte
-	err := s.db.SQL().QueryRowContext(ctx, "SELECT state FROM e2e_keystore WHERE id = 1").Scan(&blob)
+	err := s.db.QueryRow(ctx, nil, "SELECT state FROM e2e_keystore WHERE id = 1").Scan(&blob)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		ks, err := e2e.NewKeyStore(s.idKey, rand.Reader, s.now())
@@ -132,7 +132,7 @@ func (s *Service) saveKeysLocked(ctx context.Context, tx *sql.Tx) error {
 	if err != nil {
 		return fmt.Errorf("encode e2e keys: %w", err)
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO e2e_keystore(id, state) VALUES(1, ?)
+	_, err = s.db.Exec(ctx, tx, `INSERT INTO e2e_keystore(id, state) VALUES(1, ?)
 		ON CONFLICT(id) DO UPDATE SET state = excluded.state`, blob)
 	if err != nil {
 		return fmt.Errorf("save e2e keys: %w", err)
@@ -147,7 +147,7 @@ func (s *Service) channelLocked(ctx context.Context, p peer.ID) (*e2e.Channel, e
 		return ch, nil
 	}
 	var blob []byte
-	err := s.db.SQL().QueryRowContext(ctx, "SELECT state FROM e2e_channels WHERE peer_id = ?", p.String()).Scan(&blob)
+	err := s.db.QueryRow(ctx, nil, "SELECT state FROM e2e_channels WHERE peer_id = ?", p.String()).Scan(&blob)
 	ch := new(e2e.Channel)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
@@ -162,12 +162,12 @@ func (s *Service) channelLocked(ctx context.Context, p peer.ID) (*e2e.Channel, e
 	return ch, nil
 }
 
-func saveChannel(ctx context.Context, tx *sql.Tx, p peer.ID, ch *e2e.Channel) error {
+func (s *Service) saveChannel(ctx context.Context, tx *sql.Tx, p peer.ID, ch *e2e.Channel) error {
 	blob, err := ch.MarshalBinary()
 	if err != nil {
 		return fmt.Errorf("encode session: %w", err)
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO e2e_channels(peer_id, state) VALUES(?, ?)
+	_, err = s.db.Exec(ctx, tx, `INSERT INTO e2e_channels(peer_id, state) VALUES(?, ?)
 		ON CONFLICT(peer_id) DO UPDATE SET state = excluded.state`, p.String(), blob)
 	if err != nil {
 		return fmt.Errorf("save session: %w", err)
@@ -246,7 +246,7 @@ func (s *Service) Kick(p peer.ID) {
 // kickAll starts the deliverer of every peer with queued frames (with
 // onlyDue, only those whose backoff has expired).
 func (s *Service) kickAll(ctx context.Context, onlyDue bool) {
-	rows, err := s.db.SQL().QueryContext(ctx, "SELECT DISTINCT peer_id FROM outbox")
+	rows, err := s.db.Query(ctx, nil, "SELECT DISTINCT peer_id FROM outbox")
 	if err != nil {
 		if ctx.Err() == nil {
 			s.log.Warn("read outbox", "err", err)
@@ -274,6 +274,6 @@ func (s *Service) kickAll(ctx context.Context, onlyDue bool) {
 // OutboxDepth reports how many frames wait for an ack.
 func (s *Service) OutboxDepth(ctx context.Context) int {
 	var n int
-	s.db.SQL().QueryRowContext(ctx, "SELECT count(*) FROM outbox").Scan(&n)
+	s.db.QueryRow(ctx, nil, "SELECT count(*) FROM outbox").Scan(&n)
 	return n
 }

@@ -30,7 +30,8 @@ var ErrCorrupt = errors.New("database is corrupted or not a parley database")
 
 // DB is an open node database.
 type DB struct {
-	sql *sql.DB
+	sql   *sql.DB
+	stmts stmtCache
 }
 
 // Open opens (creating if needed) the database at path and brings its schema
@@ -57,7 +58,10 @@ func Open(ctx context.Context, path string) (*DB, error) {
 }
 
 // Close closes the database.
-func (db *DB) Close() error { return db.sql.Close() }
+func (db *DB) Close() error {
+	db.closeStmts()
+	return db.sql.Close()
+}
 
 // SQL returns the underlying handle for packages that own their tables.
 func (db *DB) SQL() *sql.DB { return db.sql }
@@ -70,11 +74,13 @@ func (db *DB) Tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	}
 	if err := fn(tx); err != nil {
 		tx.Rollback()
+		db.prepareWanted(context.WithoutCancel(ctx))
 		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
+	db.prepareWanted(ctx)
 	return nil
 }
 
