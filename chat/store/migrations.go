@@ -135,4 +135,48 @@ var migrations = []string{
 		payload BLOB NOT NULL,
 		at      INTEGER NOT NULL
 	);`,
+	// 4: mailboxes (chat/mailbox). Served items carry no depositor; quota
+	// usage is counted per keyed hash of the depositor and day.
+	`CREATE TABLE mailbox_items (
+		id          BLOB PRIMARY KEY,       -- 16 random bytes, the Delete capability
+		tag         BLOB NOT NULL,          -- 32-byte rotating recipient tag
+		digest      BLOB NOT NULL UNIQUE,   -- SHA-256 of blob: idempotent deposits
+		blob        BLOB NOT NULL,          -- sealed, opaque
+		received_at INTEGER NOT NULL        -- unix milliseconds
+	);
+	CREATE INDEX mailbox_items_tag ON mailbox_items(tag, received_at);
+	CREATE INDEX mailbox_items_age ON mailbox_items(received_at);
+	-- Digests of deleted items, so a late re-deposit is not stored again.
+	CREATE TABLE mailbox_gone (
+		digest BLOB PRIMARY KEY,
+		until  INTEGER NOT NULL
+	);
+	CREATE TABLE mailbox_usage (
+		who   BLOB NOT NULL,                -- HMAC of the depositor under a local key
+		day   INTEGER NOT NULL,             -- UTC day
+		items INTEGER NOT NULL,
+		bytes INTEGER NOT NULL,
+		PRIMARY KEY (who, day)
+	);
+	-- Client side: the tag secret given to each contact, and the list
+	-- version last queued to it.
+	CREATE TABLE mailbox_secrets (
+		peer_id   TEXT PRIMARY KEY,
+		secret    BLOB NOT NULL,
+		announced INTEGER NOT NULL DEFAULT 0
+	);
+	-- The newest MailboxList received from each contact.
+	CREATE TABLE mailbox_lists (
+		peer_id   TEXT PRIMARY KEY,
+		issued_at INTEGER NOT NULL,
+		mailboxes TEXT NOT NULL,            -- newline-separated peer IDs
+		secret    BLOB NOT NULL
+	);
+	-- Frames already deposited, per mailbox.
+	CREATE TABLE mailbox_sent (
+		frame_id BLOB NOT NULL,
+		mailbox  TEXT NOT NULL,
+		at       INTEGER NOT NULL,
+		PRIMARY KEY (frame_id, mailbox)
+	);`,
 }
