@@ -5,6 +5,7 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -59,12 +60,24 @@ func BenchmarkDirect(b *testing.B) {
 			}
 		}
 	}()
+	// 16 concurrent senders, as several clients of one node would be; their
+	// sends share transactions (group commit).
+	const senders = 16
 	start := time.Now()
-	for range n {
-		if _, err := alice.Chat().Send(ctx, "bob", text); err != nil {
-			b.Fatal(err)
-		}
+	var wg sync.WaitGroup
+	for w := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += senders {
+				if _, err := alice.Chat().Send(ctx, "bob", text); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
 	}
+	wg.Wait()
 	<-acked
 	tput := float64(n) / time.Since(start).Seconds()
 	_ = bob

@@ -6,7 +6,6 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -105,35 +104,7 @@ func (s *Service) SendWithID(ctx context.Context, to, text string, id []byte) (a
 		}
 		return m, nil
 	}
-	now := s.now()
-	var seq uint64
-	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
-		var err error
-		if seq, err = s.nextSeq(ctx, tx, c.ID.String()); err != nil {
-			return err
-		}
-		payload, err := proto.Marshal(&wirepb.Payload{Version: 1, Body: &wirepb.Payload_Text{Text: &wirepb.Text{
-			Id: id, Body: text, SentAtMs: now.UnixMilli(), Seq: seq,
-		}}})
-		if err != nil {
-			return err
-		}
-		if _, err := s.db.Exec(ctx, tx, `INSERT INTO messages(id, conv, sender, outgoing, body, sent_at, received_at, seq, state)
-			VALUES(?, ?, ?, 1, ?, ?, ?, ?, ?)`, id, c.ID.String(), s.host.ID().String(), text, now.UnixMilli(), now.UnixMilli(), seq, apitype.StatePending); err != nil {
-			return err
-		}
-		return s.enqueue(ctx, tx, c.ID, id, payload, now)
-	})
-	if err != nil {
-		return apitype.Message{}, fmt.Errorf("store message: %w", err)
-	}
-	m := apitype.Message{
-		ID: hex.EncodeToString(id), Conv: c.Name, From: s.host.ID().String(), Outgoing: true,
-		Text: text, SentAt: time.UnixMilli(now.UnixMilli()), Seq: seq, State: apitype.StatePending,
-	}
-	s.events.publish(apitype.Event{Type: "message", Time: now, Message: &m})
-	s.Kick(c.ID)
-	return m, nil
+	return s.commitSend(ctx, c, text, id)
 }
 
 func (s *Service) nextSeq(ctx context.Context, tx *sql.Tx, conv string) (uint64, error) {
@@ -155,8 +126,35 @@ func (s *Service) enqueue(ctx context.Context, tx *sql.Tx, to peer.ID, frameID, 
 	return nil
 }
 
+// receiptDelay is how long receipts wait for company: receipts queued
+// within it travel in one burst (and the ratchet steps its DH once per
+// burst, not once per message). Anything else queued meanwhile takes them along.
+const receiptDelay = 25 * time.Millisecond
+
+// kickSoon starts p's deliverer after receiptDelay, once per window.
+func (s *Service) kickSoon(p peer.ID) {
+	s.dmu.Lock()
+	defer s.dmu.Unlock()
+	d, ok := s.deliverers[p]
+	if !ok {
+		d = &deliverer{}
+		s.deliverers[p] = d
+	}
+	if d.soon {
+		return
+	}
+	d.soon = true
+	time.AfterFunc(receiptDelay, func() {
+		s.dmu.Lock()
+		d.soon = false
+		s.dmu.Unlock()
+		s.Kick(p)
+	})
+}
+
 // deliverer is the state of one peer's delivery loop.
 type deliverer struct {
+	soon    bool // a kickSoon timer is pending
 	running bool
 	again   bool
 	backoff time.Duration
@@ -248,7 +246,8 @@ func (s *Service) deliver(ctx context.Context, p peer.ID) error {
 		if err != nil || len(batch) == 0 {
 			return err
 		}
-		if err := s.sendBatch(ctx, st, r, p, batch); err != nil {
+		err = s.sendBatch(ctx, st, r, p, batch)
+		if err != nil {
 			st.Reset()
 			return err
 		}
@@ -381,6 +380,7 @@ func (s *Service) encryptQueued(ctx context.Context, p peer.ID) error {
 			return fmt.Errorf("encrypt queued messages for %s: %w", p, err)
 		}
 		if n < recvBatch {
+			s.plainPending[p] = false
 			return nil
 		}
 	}
@@ -511,6 +511,7 @@ func (s *Service) resetSession(ctx context.Context, p peer.ID, notify bool) erro
 		return err
 	}
 	ch.Reset()
+	s.plainPending[p] = true
 	ctx = context.WithoutCancel(ctx)
 	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
 		if err := s.saveChannel(ctx, tx, p, ch); err != nil {

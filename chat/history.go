@@ -120,6 +120,9 @@ func (s *Service) Search(ctx context.Context, q string, limit int) ([]apitype.Me
 	if limit <= 0 || limit > MaxLogLimit {
 		limit = 100
 	}
+	if err := s.indexMessages(ctx); err != nil {
+		return nil, fmt.Errorf("search: index: %w", err)
+	}
 	// Quote every term so user input is never parsed as FTS5 syntax.
 	var terms []string
 	for _, t := range strings.Fields(q) {

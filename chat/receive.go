@@ -127,7 +127,7 @@ func (s *Service) receiveBatch(ctx context.Context, remote peer.ID, batch []*wir
 		s.publishState(ctx, id)
 	}
 	if len(out.messages) > 0 {
-		s.Kick(remote) // the receipts
+		s.kickSoon(remote) // the receipts
 	}
 	return acks
 }
@@ -140,8 +140,11 @@ func (s *Service) receiveTx(ctx context.Context, tx *sql.Tx, remote peer.ID, rem
 		return err
 	}
 	var receipts [][]byte
-	used := false
+	used, prekey := false, false
 	for i, fr := range batch {
+		if e2e.IsPrekeyEnvelope(fr.GetMessage().GetEnvelope()) {
+			prekey = true
+		}
 		acks[i] = s.receiveFrame(ctx, tx, remote, remoteKey, ch, fr, out, &receipts, &used)
 	}
 	if !used {
@@ -150,8 +153,11 @@ func (s *Service) receiveTx(ctx context.Context, tx *sql.Tx, remote peer.ID, rem
 	if err := s.saveChannel(ctx, tx, remote, ch); err != nil {
 		return err
 	}
-	if err := s.saveKeysLocked(ctx, tx); err != nil {
-		return err
+	// Only a prekey message can consume a one-time prekey.
+	if prekey {
+		if err := s.saveKeysLocked(ctx, tx); err != nil {
+			return err
+		}
 	}
 	for len(receipts) > 0 {
 		n := min(len(receipts), wire.MaxReceiptIDs)
@@ -268,6 +274,10 @@ func (s *Service) storeIncoming(ctx context.Context, tx *sql.Tx, remote peer.ID,
 // ensureContact adds an unknown sender as an unverified contact, so that a
 // message from a stranger is kept and shown (as a message request would be).
 func (s *Service) ensureContact(ctx context.Context, tx *sql.Tx, p peer.ID) error {
+	var one int
+	if s.db.QueryRow(ctx, tx, "SELECT 1 FROM contacts WHERE peer_id = ?", p.String()).Scan(&one) == nil {
+		return nil
+	}
 	_, err := s.db.Exec(ctx, tx, `INSERT INTO contacts(peer_id, name, added_at) VALUES(?, ?, ?) ON CONFLICT DO NOTHING`,
 		p.String(), defaultName(p), s.now().UnixMilli())
 	return err

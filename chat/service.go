@@ -55,6 +55,12 @@ type Service struct {
 	mu       sync.Mutex
 	keys     *e2e.KeyStore            // guarded by mu
 	channels map[peer.ID]*e2e.Channel // guarded by mu; a cache of e2e_channels
+	// plainPending records, per peer, whether outbox rows may wait for
+	// encryption (true) or certainly do not (false); absent means unknown.
+	// Send encrypts inline only when it is false, so frames leave in order.
+	plainPending map[peer.ID]bool // guarded by mu
+
+	group groupCommit
 
 	prekeyLimit *limiter
 
@@ -79,18 +85,19 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		cfg.Now = time.Now
 	}
 	s := &Service{
-		host:        cfg.Host,
-		db:          cfg.DB,
-		id:          cfg.Identity,
-		idKey:       cfg.Identity.Ed25519(),
-		router:      cfg.Router,
-		log:         cfg.Logger,
-		now:         cfg.Now,
-		events:      newBus(),
-		channels:    make(map[peer.ID]*e2e.Channel),
-		prekeyLimit: newLimiter(prekeyBurst, prekeyEvery),
-		deliverers:  make(map[peer.ID]*deliverer),
-		kick:        make(chan peer.ID, 256),
+		host:         cfg.Host,
+		db:           cfg.DB,
+		id:           cfg.Identity,
+		idKey:        cfg.Identity.Ed25519(),
+		router:       cfg.Router,
+		log:          cfg.Logger,
+		now:          cfg.Now,
+		events:       newBus(),
+		channels:     make(map[peer.ID]*e2e.Channel),
+		plainPending: make(map[peer.ID]bool),
+		prekeyLimit:  newLimiter(prekeyBurst, prekeyEvery),
+		deliverers:   make(map[peer.ID]*deliverer),
+		kick:         make(chan peer.ID, 256),
 	}
 	if err := s.loadKeys(ctx); err != nil {
 		return nil, err
@@ -200,6 +207,8 @@ func (s *Service) Run(ctx context.Context) error {
 	defer maintain.Stop()
 	retry := time.NewTicker(retryInterval)
 	defer retry.Stop()
+	fts := time.NewTicker(ftsInterval)
+	defer fts.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -214,6 +223,10 @@ func (s *Service) Run(ctx context.Context) error {
 			}
 		case <-retry.C:
 			s.kickAll(ctx, true)
+		case <-fts.C:
+			if err := s.indexMessages(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("full-text indexing failed", "err", err)
+			}
 		case <-maintain.C:
 			s.maintainKeys(ctx)
 		}

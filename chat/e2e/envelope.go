@@ -137,3 +137,10 @@ func parseEnvelope(data []byte) (envelope, error) {
 	e.ciphertext = data[off:]
 	return e, nil
 }
+
+// IsPrekeyEnvelope reports whether an envelope carries an X3DH header, that
+// is, whether decrypting it may consume a one-time prekey from the KeyStore
+// (so the KeyStore must be saved with the result).
+func IsPrekeyEnvelope(envelope []byte) bool {
+	return len(envelope) >= 2 && envelope[0] == Version && envelope[1] == typePrekey
+}

@@ -179,4 +179,16 @@ var migrations = []string{
 		at       INTEGER NOT NULL,
 		PRIMARY KEY (frame_id, mailbox)
 	);`,
+	// 5: full-text indexing leaves the write path: the chat service indexes
+	// new messages in batches (and before every search), recording how far
+	// it got in meta 'fts_indexed'; the delete trigger only touches rows
+	// already indexed.
+	`DROP TRIGGER messages_ai;
+	DROP TRIGGER messages_ad;
+	INSERT INTO meta(key, value) VALUES ('fts_indexed', (SELECT coalesce(max(n), 0) FROM messages))
+		ON CONFLICT(key) DO UPDATE SET value = excluded.value;
+	CREATE TRIGGER messages_ad AFTER DELETE ON messages
+	WHEN old.n <= (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'fts_indexed') BEGIN
+		INSERT INTO messages_fts(messages_fts, rowid, body) VALUES ('delete', old.n, old.body);
+	END;`,
 }
