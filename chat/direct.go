@@ -436,13 +436,16 @@ func (s *Service) sendBatch(ctx context.Context, st network.Stream, r *wire.Read
 		switch ack.Status {
 		case wirepb.AckStatus_ACK_STATUS_OK, wirepb.AckStatus_ACK_STATUS_DUPLICATE:
 			done = append(done, f)
+			s.stats.acked.Add(1)
 		case wirepb.AckStatus_ACK_STATUS_REJECTED:
+			s.stats.rejected.Add(1)
 			s.log.Warn("peer rejected a message; restarting the session", "peer", p, "reason", ack.Reason)
 			if err := s.resetSession(ctx, p, false); err != nil {
 				return err
 			}
 			return fmt.Errorf("peer rejected frame: %s", ack.Reason)
 		default:
+			s.stats.retryLater.Add(1)
 			return fmt.Errorf("peer asked to retry later: %s", ack.Reason)
 		}
 	}

@@ -124,3 +124,15 @@ func (s *Service) depositOffline(ctx context.Context, p peer.ID) {
 		s.log.Info("mailbox deposit failed", "peer", p, "err", err)
 	}
 }
+
+// Stats counts delivery outcomes since the service started.
+type Stats struct {
+	Acked      uint64 // frames the peer committed (OK or DUPLICATE)
+	RetryLater uint64 // batches the peer could not commit
+	Rejected   uint64 // frames the peer could not decrypt
+}
+
+// Stats returns the delivery counters.
+func (s *Service) Stats() Stats {
+	return Stats{Acked: s.stats.acked.Load(), RetryLater: s.stats.retryLater.Load(), Rejected: s.stats.rejected.Load()}
+}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/event"
@@ -61,6 +62,7 @@ type Service struct {
 	plainPending map[peer.ID]bool // guarded by mu
 
 	group groupCommit
+	stats struct{ acked, retryLater, rejected atomic.Uint64 }
 
 	prekeyLimit *limiter
 
