@@ -57,6 +57,9 @@ type Config struct {
 	// Allowlist is the path of a file of peer IDs allowed to connect (private
 	// networks; optional).
 	Allowlist string
+	// Mailbox makes a bootstrap node serve /parley/mailbox/1 to every peer
+	// of its network (chat/mailbox); user nodes enable theirs at run time.
+	Mailbox bool
 	// MDNS enables LAN discovery.
 	MDNS bool
 	// DHTMode overrides the DHT mode; the default is auto on the public

@@ -34,6 +34,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/parley-im/parley/chat"
+	"github.com/parley-im/parley/chat/mailbox"
 	"github.com/parley-im/parley/chat/room"
 	"github.com/parley-im/parley/chat/store"
 	"github.com/parley-im/parley/discovery"
@@ -58,8 +59,9 @@ type Node struct {
 	mu           sync.Mutex
 	reachability network.Reachability // guarded by mu
 
-	chat      *chat.Service // nil on a bootstrap node
-	rooms     *room.Service // nil on a bootstrap node
+	chat      *chat.Service    // nil on a bootstrap node
+	rooms     *room.Service    // nil on a bootstrap node
+	mailbox   *mailbox.Service // nil on a bootstrap node without --mailbox
 	services  []Service
 	closeOnce sync.Once
 	closeErr  error
@@ -142,8 +144,53 @@ func New(ctx context.Context, c Config) (_ *Node, err error) {
 		rooms.Register(n.api)
 		n.AddService(rooms)
 	}
+	if err := n.startMailbox(ctx); err != nil {
+		return nil, err
+	}
 	return n, nil
 }
+
+// startMailbox wires chat/mailbox: on a user node the client (deposits,
+// drains, announces) and the contacts-only server of `parley mailbox
+// enable`; on a bootstrap node started with --mailbox, a server for every
+// peer of the network.
+func (n *Node) startMailbox(ctx context.Context) error {
+	cfg := mailbox.Config{
+		Host:   n.host,
+		DB:     n.db,
+		Router: n.disc,
+		Logger: n.log.With("subsystem", "mailbox"),
+	}
+	switch {
+	case n.chat != nil:
+		cfg.Chat = n.chat
+		if n.psk != nil { // default mailboxes: the private network's bootstrap nodes
+			for _, b := range n.cfg.bootstrap {
+				cfg.Defaults = append(cfg.Defaults, b.ID)
+			}
+		}
+	case n.cfg.Mailbox:
+		cfg.Serve = mailbox.ServeNetwork
+	default:
+		return nil
+	}
+	mb, err := mailbox.New(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	n.mailbox = mb
+	if n.chat != nil {
+		n.chat.SetMailbox(mb)
+		n.chat.SetMailboxListHandler(mb.HandleList)
+	}
+	mb.Register(n.api)
+	n.AddService(mb)
+	return nil
+}
+
+// Mailbox returns the mailbox service (nil on a bootstrap node without
+// --mailbox).
+func (n *Node) Mailbox() *mailbox.Service { return n.mailbox }
 
 // checkNetwork refuses to reuse a home on another network: the address book
 // and the chat state of one network must not leak into another.

@@ -1,0 +1,368 @@
+package mailbox
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/parley-im/parley/chat"
+	"github.com/parley-im/parley/chat/wire"
+	"github.com/parley-im/parley/chat/wire/wirepb"
+)
+
+// ErrRefused wraps a mailbox's refusal (the status and its reason).
+var ErrRefused = errors.New("mailbox refused")
+
+// RefusedError is a mailbox's answer other than OK.
+type RefusedError struct {
+	Mailbox peer.ID
+	Status  wirepb.MailboxStatus
+	Reason  string
+}
+
+func (e *RefusedError) Error() string {
+	return fmt.Sprintf("mailbox %s: %s: %s", e.Mailbox, e.Status, e.Reason)
+}
+
+// Is reports whether target is ErrRefused.
+func (e *RefusedError) Is(target error) bool { return target == ErrRefused }
+
+const dialTimeout = 20 * time.Second
+
+// reach makes sure there is a connection to mailbox m.
+func (s *Service) reach(ctx context.Context, m peer.ID) error {
+	if s.host.Network().Connectedness(m) == network.Connected {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	defer cancel()
+	if len(s.host.Peerstore().Addrs(m)) > 0 {
+		if err := s.host.Connect(ctx, peer.AddrInfo{ID: m}); err == nil {
+			return nil
+		}
+	}
+	if sp, ok, _ := s.db.LookupPeer(ctx, m); ok {
+		if err := s.host.Connect(ctx, sp.Info); err == nil {
+			return nil
+		}
+	}
+	if s.cfg.Router == nil {
+		return fmt.Errorf("mailbox %s unreachable", m)
+	}
+	info, err := s.cfg.Router.FindPeer(ctx, m)
+	if err == nil {
+		err = s.host.Connect(ctx, info)
+	}
+	if err != nil {
+		return fmt.Errorf("mailbox %s unreachable: %w", m, err)
+	}
+	return nil
+}
+
+// Request sends one request to mailbox m and returns its answer; a
+// response that is not OK comes back as a *RefusedError. A request to
+// this node itself is served locally.
+func (s *Service) Request(ctx context.Context, m peer.ID, req *wirepb.MailboxRequest) (*wirepb.MailboxResponse, error) {
+	req.Version = wire.Version
+	if m == s.host.ID() {
+		resp, err := s.serveLocal(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		return resp, checkResponse(m, resp)
+	}
+	if err := s.reach(ctx, m); err != nil {
+		return nil, err
+	}
+	st, err := s.host.NewStream(network.WithAllowLimitedConn(ctx, "parley-mailbox"), m, wire.ProtocolMailbox)
+	if err != nil {
+		return nil, fmt.Errorf("mailbox %s: open stream: %w", m, err)
+	}
+	defer st.Close()
+	st.SetWriteDeadline(time.Now().Add(wire.WriteTimeout))
+	if err := wire.WriteFrame(st, req); err != nil {
+		st.Reset()
+		return nil, fmt.Errorf("mailbox %s: write: %w", m, err)
+	}
+	st.CloseWrite()
+	st.SetReadDeadline(time.Now().Add(wire.ReadTimeout))
+	resp := new(wirepb.MailboxResponse)
+	if err := wire.ReadFrame(st, wire.MaxMailboxResponse, resp); err != nil {
+		st.Reset()
+		return nil, fmt.Errorf("mailbox %s: read response: %w", m, err)
+	}
+	if err := wire.ValidateMailboxResponse(resp); err != nil {
+		return nil, fmt.Errorf("mailbox %s: %w", m, err)
+	}
+	return resp, checkResponse(m, resp)
+}
+
+func checkResponse(m peer.ID, resp *wirepb.MailboxResponse) error {
+	if resp.Status != wirepb.MailboxStatus_MAILBOX_STATUS_OK {
+		return &RefusedError{Mailbox: m, Status: resp.Status, Reason: resp.Error}
+	}
+	return nil
+}
+
+// serveLocal answers a request addressed to this node's own mailbox
+// (a contact that is also our mailbox deposits into itself).
+func (s *Service) serveLocal(ctx context.Context, req *wirepb.MailboxRequest) (*wirepb.MailboxResponse, error) {
+	if !s.srv.on.Load() {
+		return refuse(wirepb.MailboxStatus_MAILBOX_STATUS_REJECTED, "this node serves no mailbox"), nil
+	}
+	switch op := req.Op.(type) {
+	case *wirepb.MailboxRequest_Deposit:
+		return s.srv.deposit(ctx, s.host.ID(), op.Deposit)
+	case *wirepb.MailboxRequest_Fetch:
+		return s.srv.fetch(ctx, op.Fetch)
+	case *wirepb.MailboxRequest_Delete:
+		return s.srv.delete(ctx, op.Delete)
+	}
+	return refuse(wirepb.MailboxStatus_MAILBOX_STATUS_REJECTED, "no operation"), nil
+}
+
+// Deposit implements chat.Mailbox: it seals every frame waiting for `to`
+// (the batch handed in and the rest of the outbox) and deposits it in
+// every mailbox `to` announced, in queue order, skipping frames already
+// deposited there. Depositing in all of them costs a little storage and
+// makes a loss or an outage of one mailbox harmless. It returns an error
+// only if no mailbox took the frames.
+func (s *Service) Deposit(ctx context.Context, to peer.ID, frames []chat.OutFrame) error {
+	mbs, secret, ok, err := s.listOf(ctx, to)
+	if err != nil || !ok || len(mbs) == 0 {
+		return err
+	}
+	if all, err := s.chat.PendingFrames(ctx, to); err == nil && len(all) >= len(frames) {
+		frames = all
+	}
+	if len(frames) == 0 {
+		return nil
+	}
+	type sealed struct {
+		id, blob []byte
+	}
+	blobs := make([]sealed, 0, len(frames))
+	for _, f := range frames {
+		b, err := secret.Seal(f.ID, f.Envelope)
+		if err != nil {
+			s.log.Warn("frame too large for a mailbox; it waits for a direct delivery", "peer", to, "err", err)
+			continue
+		}
+		blobs = append(blobs, sealed{f.ID, b})
+	}
+	tag := secret.Tag(DayOf(s.now()))
+	var (
+		wg   = make(chan error, len(mbs))
+		okN  int
+		errs []error
+	)
+	for _, m := range mbs {
+		go func() {
+			n := 0
+			var derr error
+			for _, b := range blobs {
+				var done int
+				if s.db.QueryRow(ctx, nil, "SELECT 1 FROM mailbox_sent WHERE frame_id = ? AND mailbox = ?", b.id, m.String()).Scan(&done) == nil {
+					n++
+					continue
+				}
+				_, err := s.Request(ctx, m, &wirepb.MailboxRequest{Op: &wirepb.MailboxRequest_Deposit{
+					Deposit: &wirepb.Deposit{Tag: tag[:], Blob: b.blob}}})
+				if err != nil {
+					derr = err
+					break
+				}
+				if _, err := s.db.Exec(ctx, nil, "INSERT OR IGNORE INTO mailbox_sent(frame_id, mailbox, at) VALUES(?, ?, ?)",
+					b.id, m.String(), s.now().UnixMilli()); err != nil {
+					derr = err
+					break
+				}
+				n++
+			}
+			if derr == nil {
+				s.log.Debug("deposited", "peer", to, "mailbox", m, "frames", n)
+			}
+			wg <- derr
+		}()
+	}
+	for range mbs {
+		if err := <-wg; err != nil {
+			errs = append(errs, err)
+		} else {
+			okN++
+		}
+	}
+	if okN == 0 {
+		return errors.Join(errs...)
+	}
+	for _, err := range errs {
+		s.log.Info("mailbox deposit failed", "peer", to, "err", err)
+	}
+	return nil
+}
+
+// drainDays is how many days back a drain looks: the TTL plus one for
+// clock skew; one day ahead is covered too.
+func (s *Service) drainDays() int64 {
+	return s.srv.limits.Load().ttlDays() + 1
+}
+
+type tagOwner struct {
+	peer   peer.ID
+	secret Secret
+}
+
+// Drain fetches everything waiting in this node's mailboxes, commits it
+// through chat exactly like frames that arrived directly, and deletes what
+// was committed (or can never be). It returns how many items it handed to
+// chat.
+func (s *Service) Drain(ctx context.Context) (int, error) {
+	if s.chat == nil {
+		return 0, nil
+	}
+	s.drainMu.Lock()
+	defer s.drainMu.Unlock()
+	mbs := s.Mailboxes()
+	if len(mbs) == 0 {
+		return 0, nil
+	}
+	owners := map[[32]byte]tagOwner{}
+	var keys [][]byte
+	rows, err := s.db.Query(ctx, nil, "SELECT peer_id, secret FROM mailbox_secrets")
+	if err != nil {
+		return 0, err
+	}
+	today := DayOf(s.now())
+	for rows.Next() {
+		var id string
+		var b []byte
+		if rows.Scan(&id, &b) != nil {
+			continue
+		}
+		p, err := peer.Decode(id)
+		if err != nil || len(b) != len(Secret{}) {
+			continue
+		}
+		var sec Secret
+		copy(sec[:], b)
+		for d := today - Day(s.drainDays()); d <= today+1; d++ {
+			k := sec.FetchKey(d)
+			owners[TagOf(k[:])] = tagOwner{p, sec}
+			keys = append(keys, k[:])
+		}
+	}
+	rows.Close()
+	total := 0
+	var errs []error
+	for _, m := range mbs {
+		n, err := s.drainOne(ctx, m, keys, owners)
+		total += n
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) < len(mbs) {
+		s.mu.Lock()
+		s.lastDrain = s.now()
+		s.mu.Unlock()
+	}
+	if total > 0 {
+		s.log.Info("drained mailboxes", "items", total)
+	}
+	return total, errors.Join(errs...)
+}
+
+func (s *Service) drainOne(ctx context.Context, m peer.ID, keys [][]byte, owners map[[32]byte]tagOwner) (int, error) {
+	total := 0
+	for len(keys) > 0 {
+		chunk := keys[:min(len(keys), wire.MaxFetchTags)]
+		keys = keys[len(chunk):]
+		for {
+			resp, err := s.Request(ctx, m, &wirepb.MailboxRequest{Op: &wirepb.MailboxRequest_Fetch{
+				Fetch: &wirepb.Fetch{Tags: chunk, Limit: wire.MaxFetchItems}}})
+			if err != nil {
+				return total, err
+			}
+			if len(resp.Items) == 0 {
+				break
+			}
+			del, n := s.commit(ctx, resp.Items, owners)
+			total += n
+			if len(del) > 0 {
+				if _, err := s.Request(ctx, m, &wirepb.MailboxRequest{Op: &wirepb.MailboxRequest_Delete{
+					Delete: &wirepb.Delete{Ids: del}}}); err != nil {
+					return total, err
+				}
+			}
+			if len(del) < len(resp.Items) {
+				// Some were not committed (receiver busy): try again next drain.
+				return total, errors.New("some mailbox items could not be committed yet")
+			}
+		}
+	}
+	return total, nil
+}
+
+// commit opens the items, hands them to chat per sender in deposit order
+// and returns the ids to delete.
+func (s *Service) commit(ctx context.Context, items []*wirepb.MailboxItem, owners map[[32]byte]tagOwner) (del [][]byte, n int) {
+	type opened struct {
+		item *wirepb.MailboxItem
+		msg  *wirepb.DMMessage
+	}
+	bySender := map[peer.ID][]opened{}
+	var order []peer.ID
+	for _, it := range items {
+		o, ok := owners[[32]byte(it.Tag)]
+		if !ok {
+			del = append(del, it.Id) // not ours: cannot happen unless the mailbox lies
+			continue
+		}
+		id, env, err := o.secret.Open(it.Blob)
+		if err != nil {
+			s.log.Info("dropping an unreadable mailbox item", "peer", o.peer, "err", err)
+			del = append(del, it.Id)
+			continue
+		}
+		if _, seen := bySender[o.peer]; !seen {
+			order = append(order, o.peer)
+		}
+		bySender[o.peer] = append(bySender[o.peer], opened{it, &wirepb.DMMessage{Id: id, Envelope: env}})
+	}
+	for _, p := range order {
+		os := bySender[p]
+		sort.SliceStable(os, func(i, j int) bool { return os[i].item.ReceivedAtMs < os[j].item.ReceivedAtMs })
+		msgs := make([]*wirepb.DMMessage, len(os))
+		for i, o := range os {
+			msgs[i] = o.msg
+		}
+		acks := s.chat.ReceiveFrames(ctx, p, msgs)
+		for i, a := range acks {
+			switch a.GetStatus() {
+			case wirepb.AckStatus_ACK_STATUS_OK, wirepb.AckStatus_ACK_STATUS_DUPLICATE:
+				del = append(del, os[i].item.Id)
+				n++
+			case wirepb.AckStatus_ACK_STATUS_REJECTED:
+				s.log.Info("mailbox frame refused by the session", "peer", p, "reason", a.GetReason())
+				del = append(del, os[i].item.Id)
+			}
+		}
+	}
+	return slices.Clip(del), n
+}
+
+// prune forgets deposit records older than the TTL.
+func (s *Service) prune(ctx context.Context) {
+	cut := s.now().Add(-s.srv.limits.Load().TTL).UnixMilli()
+	s.db.Tx(ctx, func(tx *sql.Tx) error {
+		_, err := s.db.Exec(ctx, tx, "DELETE FROM mailbox_sent WHERE at < ?", cut)
+		return err
+	})
+}
