@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"sync/atomic"
@@ -144,7 +145,7 @@ func refuse(status wirepb.MailboxStatus, format string, args ...any) *wirepb.Mai
 	return &wirepb.MailboxResponse{Status: status, Error: strings.ToValidUTF8(msg, "?")}
 }
 
-func (s *server) serve(ctx context.Context, remote peer.ID, st network.Stream) *wirepb.MailboxResponse {
+func (s *server) serve(ctx context.Context, remote peer.ID, st io.Reader) *wirepb.MailboxResponse {
 	var req wirepb.MailboxRequest
 	if err := wire.ReadFrame(st, wire.MaxMailboxRequest, &req); err != nil {
 		switch {
