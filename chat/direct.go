@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -26,7 +27,7 @@ const (
 	// MaxTextLen is the longest message body accepted (bytes of UTF-8).
 	MaxTextLen = wire.MaxTextSize
 	// sendBatch is how many frames a deliverer writes before reading acks.
-	sendBatch = 64
+	sendBatch = 128
 	// recvBatch is how many frames a receiver commits in one transaction.
 	recvBatch = 256
 	// streamIdle closes a dm stream on which nothing arrives for this long.
@@ -156,6 +157,12 @@ func (s *Service) kickSoon(p peer.ID) {
 type deliverer struct {
 	soon    bool // a kickSoon timer is pending
 	running bool
+
+	// The open dm stream, reused while fresh; only the running delivery
+	// loop touches these.
+	st      network.Stream
+	r       *wire.Reader
+	used    time.Time
 	again   bool
 	backoff time.Duration
 	next    time.Time // no automatic retry before this
@@ -184,7 +191,7 @@ func (s *Service) startDeliverer(ctx context.Context, p peer.ID) {
 	go func() {
 		defer s.wg.Done()
 		for {
-			err := s.deliver(ctx, p)
+			err := s.deliver(ctx, p, d)
 			s.dmu.Lock()
 			if err != nil {
 				d.backoff = min(max(2*d.backoff, minBackoff), maxBackoff)
@@ -217,7 +224,7 @@ func (s *Service) due(p peer.ID) bool {
 }
 
 // deliver sends everything queued for p, returning nil when the queue is empty.
-func (s *Service) deliver(ctx context.Context, p peer.ID) error {
+func (s *Service) deliver(ctx context.Context, p peer.ID, d *deliverer) error {
 	if n, err := s.queued(ctx, p); err != nil || n == 0 {
 		return err
 	}
@@ -230,33 +237,79 @@ func (s *Service) deliver(ctx context.Context, p peer.ID) error {
 	if err := s.ensureSession(ctx, p); err != nil {
 		return err
 	}
-	sctx := network.WithAllowLimitedConn(ctx, "parley-dm")
-	st, err := s.host.NewStream(sctx, p, wire.ProtocolDM)
+	st, r, err := s.stream(ctx, p, d)
 	if err != nil {
-		return fmt.Errorf("open dm stream: %w", err)
+		return err
 	}
-	defer st.Close()
-	r := wire.NewReader(st)
+	// Two batches in flight: the next one is written while the peer commits
+	// the previous one, so neither side waits for the other.
+	var inflight []outFrame
+	after := int64(0)
 	for {
 		if err := s.encryptQueued(ctx, p); err != nil {
-			st.Reset()
+			d.dropStream()
 			return err
 		}
-		batch, err := s.readyFrames(ctx, p)
-		if err != nil || len(batch) == 0 {
-			return err
-		}
-		err = s.sendBatch(ctx, st, r, p, batch)
+		batch, err := s.readyFrames(ctx, p, after)
 		if err != nil {
-			st.Reset()
+			d.dropStream()
 			return err
+		}
+		if len(batch) > 0 {
+			if err := writeFrames(st, batch); err != nil {
+				d.dropStream()
+				return err
+			}
+			after = batch[len(batch)-1].n
+		}
+		if inflight != nil {
+			if err := s.readAcks(ctx, st, r, p, inflight); err != nil {
+				d.dropStream()
+				return err
+			}
+		}
+		if len(batch) == 0 && inflight == nil {
+			d.used = time.Now()
+			return nil
+		}
+		inflight = batch
+		if len(inflight) == 0 {
+			inflight = nil
 		}
 	}
 }
 
+// streamReuse is how long an idle dm stream is kept for the next batch
+// (the receiver closes idle streams after streamIdle).
+const streamReuse = 20 * time.Second
+
+// stream returns the deliverer's open dm stream to p, opening one if needed.
+func (s *Service) stream(ctx context.Context, p peer.ID, d *deliverer) (network.Stream, *wire.Reader, error) {
+	if d.st != nil && time.Since(d.used) < streamReuse && !d.st.Conn().IsClosed() {
+		return d.st, d.r, nil
+	}
+	d.dropStream()
+	sctx := network.WithAllowLimitedConn(ctx, "parley-dm")
+	st, err := s.host.NewStream(sctx, p, wire.ProtocolDM)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open dm stream: %w", err)
+	}
+	d.st, d.r, d.used = st, wire.NewReader(st), time.Now()
+	return d.st, d.r, nil
+}
+
+// dropStream resets the deliverer's stream (after an error or when stale).
+func (d *deliverer) dropStream() {
+	if d.st != nil {
+		d.st.Reset()
+		d.st, d.r = nil, nil
+	}
+}
+
+// queued reports whether anything waits in p's outbox (1) or not (0).
 func (s *Service) queued(ctx context.Context, p peer.ID) (int, error) {
 	var n int
-	err := s.db.QueryRow(ctx, nil, "SELECT count(*) FROM outbox WHERE peer_id = ?", p.String()).Scan(&n)
+	err := s.db.QueryRow(ctx, nil, "SELECT count(*) FROM (SELECT 1 FROM outbox WHERE peer_id = ? LIMIT 1)", str(p)).Scan(&n)
 	return n, err
 }
 
@@ -342,7 +395,7 @@ func (s *Service) encryptQueued(ctx context.Context, p peer.ID) error {
 	for {
 		n := 0
 		err := s.db.Tx(ctx, func(tx *sql.Tx) error {
-			rows, err := s.db.Query(ctx, tx, "SELECT n, payload FROM outbox WHERE peer_id = ? AND envelope IS NULL ORDER BY n LIMIT ?", p.String(), recvBatch)
+			rows, err := s.db.Query(ctx, tx, "SELECT n, payload FROM outbox WHERE peer_id = ? AND envelope IS NULL ORDER BY n LIMIT ?", str(p), recvBatch)
 			if err != nil {
 				return err
 			}
@@ -392,8 +445,8 @@ type outFrame struct {
 	envelope []byte
 }
 
-func (s *Service) readyFrames(ctx context.Context, p peer.ID) ([]outFrame, error) {
-	rows, err := s.db.Query(ctx, nil, "SELECT n, frame_id, envelope FROM outbox WHERE peer_id = ? AND envelope IS NOT NULL ORDER BY n LIMIT ?", p.String(), sendBatch)
+func (s *Service) readyFrames(ctx context.Context, p peer.ID, after int64) ([]outFrame, error) {
+	rows, err := s.db.Query(ctx, nil, "SELECT n, frame_id, envelope FROM outbox WHERE peer_id = ? AND n > ? AND envelope IS NOT NULL ORDER BY n LIMIT ?", str(p), after, sendBatch)
 	if err != nil {
 		return nil, fmt.Errorf("read outbox: %w", err)
 	}
@@ -409,8 +462,8 @@ func (s *Service) readyFrames(ctx context.Context, p peer.ID) ([]outFrame, error
 	return out, rows.Err()
 }
 
-// sendBatch writes a batch of frames, then reads one ack per frame.
-func (s *Service) sendBatch(ctx context.Context, st network.Stream, r *wire.Reader, p peer.ID, batch []outFrame) error {
+// writeFrames writes a batch of frames in one write.
+func writeFrames(st network.Stream, batch []outFrame) error {
 	st.SetWriteDeadline(time.Now().Add(writeTimeout))
 	var buf bytes.Buffer
 	for _, f := range batch {
@@ -421,6 +474,11 @@ func (s *Service) sendBatch(ctx context.Context, st network.Stream, r *wire.Read
 	if _, err := st.Write(buf.Bytes()); err != nil {
 		return fmt.Errorf("write frames: %w", err)
 	}
+	return nil
+}
+
+// readAcks reads one ack per frame of a batch written earlier and records them.
+func (s *Service) readAcks(ctx context.Context, st network.Stream, r *wire.Reader, p peer.ID, batch []outFrame) error {
 	st.SetReadDeadline(time.Now().Add(ackTimeout))
 	var done []outFrame
 	defer func() { s.acked(ctx, p, done) }()
@@ -480,18 +538,24 @@ func (s *Service) acked(ctx context.Context, p peer.ID, frames []outFrame) {
 		s.log.Error("record acks failed; frames will be sent again and deduplicated", "peer", p, "err", err)
 		return
 	}
-	for _, id := range sent {
-		s.publishState(ctx, id)
-	}
+	s.publishStates(p, s.ContactName(ctx, p), sent, apitype.StateSent)
 }
 
-// publishState publishes a receipt event with a message's current state.
-func (s *Service) publishState(ctx context.Context, id []byte) {
-	m, err := s.messageByID(context.WithoutCancel(ctx), id)
-	if err != nil {
+// publishStates publishes one receipt event per message id: the message
+// to p (contact name) with the given state.
+func (s *Service) publishStates(p peer.ID, name string, ids [][]byte, state string) {
+	if len(ids) == 0 {
 		return
 	}
-	s.events.publish(apitype.Event{Type: "receipt", Time: s.now(), Message: &m})
+	if name == "" {
+		name = str(p)
+	}
+	now := s.now()
+	for _, id := range ids {
+		s.events.publish(apitype.Event{Type: "receipt", Time: now, Message: &apitype.Message{
+			ID: hex.EncodeToString(id), Conv: name, From: str(s.host.ID()), Outgoing: true, State: state,
+		}})
+	}
 }
 
 // Reset drops the session with a contact; both sides then start a new one.
@@ -520,7 +584,7 @@ func (s *Service) resetSession(ctx context.Context, p peer.ID, notify bool) erro
 		if err := s.saveChannel(ctx, tx, p, ch); err != nil {
 			return err
 		}
-		if _, err := s.db.Exec(ctx, tx, "UPDATE outbox SET envelope = NULL WHERE peer_id = ?", p.String()); err != nil {
+		if _, err := s.db.Exec(ctx, tx, "UPDATE outbox SET envelope = NULL WHERE peer_id = ?", str(p)); err != nil {
 			return err
 		}
 		if !notify {

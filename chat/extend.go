@@ -112,7 +112,7 @@ func (s *Service) depositOffline(ctx context.Context, p peer.ID) {
 		s.log.Warn("encrypt for mailbox", "peer", p, "err", err)
 		return
 	}
-	frames, err := s.readyFrames(ctx, p)
+	frames, err := s.readyFrames(ctx, p, 0)
 	if err != nil || len(frames) == 0 {
 		return
 	}

@@ -80,6 +80,8 @@ func isEOF(err error) bool {
 
 // received is what a committed batch publishes afterwards.
 type received struct {
+	name      string // the sender's contact name
+	maxSeq    uint64 // highest text sequence number in the batch
 	messages  []apitype.Message
 	delivered [][]byte
 }
@@ -123,9 +125,7 @@ func (s *Service) receiveBatch(ctx context.Context, remote peer.ID, batch []*wir
 	for i := range out.messages {
 		s.events.publish(apitype.Event{Type: "message", Time: s.now(), Message: &out.messages[i]})
 	}
-	for _, id := range out.delivered {
-		s.publishState(ctx, id)
-	}
+	s.publishStates(remote, out.name, out.delivered, apitype.StateDelivered)
 	if len(out.messages) > 0 {
 		s.kickSoon(remote) // the receipts
 	}
@@ -136,9 +136,11 @@ func (s *Service) receiveBatch(ctx context.Context, remote peer.ID, batch []*wir
 func (s *Service) receiveTx(ctx context.Context, tx *sql.Tx, remote peer.ID, remoteKey []byte, ch *e2e.Channel,
 	batch []*wirepb.DMFrame, acks []*wirepb.DMAck, out *received) error {
 	*out = received{}
-	if err := s.ensureContact(ctx, tx, remote); err != nil {
+	name, err := s.ensureContact(ctx, tx, remote)
+	if err != nil {
 		return err
 	}
+	out.name = name
 	var receipts [][]byte
 	used, prekey := false, false
 	for i, fr := range batch {
@@ -149,6 +151,12 @@ func (s *Service) receiveTx(ctx context.Context, tx *sql.Tx, remote peer.ID, rem
 	}
 	if !used {
 		return nil
+	}
+	if out.maxSeq > 0 {
+		if _, err := s.db.Exec(ctx, tx, `INSERT INTO conv_seq(conv, last_in) VALUES(?, ?)
+			ON CONFLICT(conv) DO UPDATE SET last_in = max(last_in, excluded.last_in)`, str(remote), out.maxSeq); err != nil {
+			return err
+		}
 	}
 	if err := s.saveChannel(ctx, tx, remote, ch); err != nil {
 		return err
@@ -185,9 +193,14 @@ func (s *Service) receiveFrame(ctx context.Context, tx *sql.Tx, remote peer.ID, 
 		ack.Status, ack.Reason = wirepb.AckStatus_ACK_STATUS_REJECTED, reason(err)
 		return ack
 	}
-	var one int
-	err := s.db.QueryRow(ctx, tx, "SELECT 1 FROM seen_frames WHERE frame_id = ?", m.Id).Scan(&one)
-	if err == nil {
+	// Claim the frame id first: a frame id already committed is a
+	// duplicate, acked without touching the ratchet.
+	res, err := s.db.Exec(ctx, tx, "INSERT INTO seen_frames(frame_id, peer_id, at) VALUES(?, ?, ?) ON CONFLICT DO NOTHING", m.Id, str(remote), s.now().UnixMilli())
+	if err != nil {
+		ack.Status, ack.Reason = wirepb.AckStatus_ACK_STATUS_RETRY_LATER, "storage"
+		return ack
+	}
+	if k, _ := res.RowsAffected(); k == 0 {
 		ack.Status = wirepb.AckStatus_ACK_STATUS_DUPLICATE
 		return ack
 	}
@@ -195,13 +208,12 @@ func (s *Service) receiveFrame(ctx context.Context, tx *sql.Tx, remote peer.ID, 
 	if err != nil {
 		s.log.Info("refused message", "peer", remote, "err", err)
 		ack.Status, ack.Reason = wirepb.AckStatus_ACK_STATUS_REJECTED, reason(err)
+		// Release the id: the sender re-encrypts this frame under a new
+		// session and sends it again with the same id.
+		s.db.Exec(ctx, tx, "DELETE FROM seen_frames WHERE frame_id = ?", m.Id)
 		return ack
 	}
 	*used = true
-	if _, err := s.db.Exec(ctx, tx, "INSERT INTO seen_frames(frame_id, peer_id, at) VALUES(?, ?, ?)", m.Id, remote.String(), s.now().UnixMilli()); err != nil {
-		ack.Status, ack.Reason = wirepb.AckStatus_ACK_STATUS_RETRY_LATER, "storage"
-		return ack
-	}
 	p, err := wire.DecodePayload(plain)
 	if err != nil {
 		s.log.Info("undecodable payload", "peer", remote, "err", err)
@@ -209,19 +221,20 @@ func (s *Service) receiveFrame(ctx context.Context, tx *sql.Tx, remote peer.ID, 
 	}
 	switch b := p.Body.(type) {
 	case *wirepb.Payload_Text:
-		msg, err := s.storeIncoming(ctx, tx, remote, b.Text)
+		msg, err := s.storeIncoming(ctx, tx, remote, out.name, b.Text)
 		if err != nil {
 			s.log.Info("refused text", "peer", remote, "err", err)
 			return ack
 		}
 		if msg != nil {
 			out.messages = append(out.messages, *msg)
+			out.maxSeq = max(out.maxSeq, b.Text.Seq)
 		}
 		*receipts = append(*receipts, b.Text.Id)
 	case *wirepb.Payload_Receipt:
 		for _, id := range b.Receipt.Ids {
 			res, err := s.db.Exec(ctx, tx, "UPDATE messages SET state = ? WHERE id = ? AND conv = ? AND outgoing = 1 AND state != ?",
-				apitype.StateDelivered, id, remote.String(), apitype.StateDelivered)
+				apitype.StateDelivered, id, str(remote), apitype.StateDelivered)
 			if err == nil {
 				if k, _ := res.RowsAffected(); k > 0 {
 					out.delivered = append(out.delivered, id)
@@ -240,7 +253,7 @@ func (s *Service) receiveFrame(ctx context.Context, tx *sql.Tx, remote peer.ID, 
 
 // storeIncoming stores a text message; a message id already stored is
 // ignored (nil, nil).
-func (s *Service) storeIncoming(ctx context.Context, tx *sql.Tx, remote peer.ID, t *wirepb.Text) (*apitype.Message, error) {
+func (s *Service) storeIncoming(ctx context.Context, tx *sql.Tx, remote peer.ID, name string, t *wirepb.Text) (*apitype.Message, error) {
 	if len(t.Id) != 16 {
 		return nil, errors.New("message id is not 16 bytes")
 	}
@@ -250,37 +263,29 @@ func (s *Service) storeIncoming(ctx context.Context, tx *sql.Tx, remote peer.ID,
 	now := s.now()
 	res, err := s.db.Exec(ctx, tx, `INSERT INTO messages(id, conv, sender, outgoing, body, sent_at, received_at, seq, state)
 		VALUES(?, ?, ?, 0, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING`,
-		t.Id, remote.String(), remote.String(), t.Body, t.SentAtMs, now.UnixMilli(), t.Seq, apitype.StateReceived)
+		t.Id, str(remote), str(remote), t.Body, t.SentAtMs, now.UnixMilli(), t.Seq, apitype.StateReceived)
 	if err != nil {
 		return nil, err
 	}
 	if k, _ := res.RowsAffected(); k == 0 {
 		return nil, nil
 	}
-	if t.Seq > 0 {
-		if _, err := s.db.Exec(ctx, tx, `INSERT INTO conv_seq(conv, last_in) VALUES(?, ?)
-			ON CONFLICT(conv) DO UPDATE SET last_in = max(last_in, excluded.last_in)`, remote.String(), t.Seq); err != nil {
-			return nil, err
-		}
-	}
-	name := remote.String()
-	s.db.QueryRow(ctx, tx, "SELECT name FROM contacts WHERE peer_id = ?", remote.String()).Scan(&name)
 	return &apitype.Message{
-		ID: hex.EncodeToString(t.Id), Conv: name, From: remote.String(), FromName: name,
+		ID: hex.EncodeToString(t.Id), Conv: name, From: str(remote), FromName: name,
 		Text: t.Body, SentAt: time.UnixMilli(t.SentAtMs), Seq: t.Seq, State: apitype.StateReceived,
 	}, nil
 }
 
 // ensureContact adds an unknown sender as an unverified contact, so that a
 // message from a stranger is kept and shown (as a message request would be).
-func (s *Service) ensureContact(ctx context.Context, tx *sql.Tx, p peer.ID) error {
-	var one int
-	if s.db.QueryRow(ctx, tx, "SELECT 1 FROM contacts WHERE peer_id = ?", p.String()).Scan(&one) == nil {
-		return nil
+func (s *Service) ensureContact(ctx context.Context, tx *sql.Tx, p peer.ID) (name string, err error) {
+	if s.db.QueryRow(ctx, tx, "SELECT name FROM contacts WHERE peer_id = ?", str(p)).Scan(&name) == nil {
+		return name, nil
 	}
-	_, err := s.db.Exec(ctx, tx, `INSERT INTO contacts(peer_id, name, added_at) VALUES(?, ?, ?) ON CONFLICT DO NOTHING`,
-		p.String(), defaultName(p), s.now().UnixMilli())
-	return err
+	name = defaultName(p)
+	_, err = s.db.Exec(ctx, tx, `INSERT INTO contacts(peer_id, name, added_at) VALUES(?, ?, ?) ON CONFLICT DO NOTHING`,
+		str(p), name, s.now().UnixMilli())
+	return name, err
 }
 
 func (s *Service) reloadKeysLocked(ctx context.Context) error {

@@ -130,7 +130,7 @@ func (s *Service) insertSend(ctx context.Context, tx *sql.Tx, r *sendReq, touche
 	if r.id == nil {
 		r.id = newID()
 	}
-	seq, err := s.nextSeq(ctx, tx, r.c.ID.String())
+	seq, err := s.nextSeq(ctx, tx, str(r.c.ID))
 	if err != nil {
 		return err
 	}
@@ -141,7 +141,7 @@ func (s *Service) insertSend(ctx context.Context, tx *sql.Tx, r *sendReq, touche
 		return err
 	}
 	if _, err := s.db.Exec(ctx, tx, `INSERT INTO messages(id, conv, sender, outgoing, body, sent_at, received_at, seq, state)
-		VALUES(?, ?, ?, 1, ?, ?, ?, ?, ?)`, r.id, r.c.ID.String(), s.host.ID().String(), r.text, r.now.UnixMilli(), r.now.UnixMilli(), seq, apitype.StatePending); err != nil {
+		VALUES(?, ?, ?, 1, ?, ?, ?, ?, ?)`, r.id, str(r.c.ID), str(s.host.ID()), r.text, r.now.UnixMilli(), r.now.UnixMilli(), seq, apitype.StatePending); err != nil {
 		return err
 	}
 	var envelope []byte
@@ -161,11 +161,11 @@ func (s *Service) insertSend(ctx context.Context, tx *sql.Tx, r *sendReq, touche
 		s.plainPending[r.c.ID] = true
 	}
 	if _, err := s.db.Exec(ctx, tx, "INSERT INTO outbox(peer_id, frame_id, payload, envelope, created) VALUES(?, ?, ?, ?, ?)",
-		r.c.ID.String(), r.id, payload, envelope, r.now.UnixMilli()); err != nil {
+		str(r.c.ID), r.id, payload, envelope, r.now.UnixMilli()); err != nil {
 		return fmt.Errorf("queue frame: %w", err)
 	}
 	r.msg = apitype.Message{
-		ID: hex.EncodeToString(r.id), Conv: r.c.Name, From: s.host.ID().String(), Outgoing: true,
+		ID: hex.EncodeToString(r.id), Conv: r.c.Name, From: str(s.host.ID()), Outgoing: true,
 		Text: r.text, SentAt: time.UnixMilli(r.now.UnixMilli()), Seq: seq, State: apitype.StatePending,
 	}
 	return nil

@@ -156,7 +156,7 @@ func (s *Service) channelLocked(ctx context.Context, p peer.ID) (*e2e.Channel, e
 		return ch, nil
 	}
 	var blob []byte
-	err := s.db.QueryRow(ctx, nil, "SELECT state FROM e2e_channels WHERE peer_id = ?", p.String()).Scan(&blob)
+	err := s.db.QueryRow(ctx, nil, "SELECT state FROM e2e_channels WHERE peer_id = ?", str(p)).Scan(&blob)
 	ch := new(e2e.Channel)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
@@ -177,7 +177,7 @@ func (s *Service) saveChannel(ctx context.Context, tx *sql.Tx, p peer.ID, ch *e2
 		return fmt.Errorf("encode session: %w", err)
 	}
 	_, err = s.db.Exec(ctx, tx, `INSERT INTO e2e_channels(peer_id, state) VALUES(?, ?)
-		ON CONFLICT(peer_id) DO UPDATE SET state = excluded.state`, p.String(), blob)
+		ON CONFLICT(peer_id) DO UPDATE SET state = excluded.state`, str(p), blob)
 	if err != nil {
 		return fmt.Errorf("save session: %w", err)
 	}
@@ -200,6 +200,7 @@ func (s *Service) Run(ctx context.Context) error {
 	s.host.SetStreamHandler(wire.ProtocolPrekeys, func(st network.Stream) { s.handlePrekeys(ctx, st) })
 	defer s.host.RemoveStreamHandler(wire.ProtocolDM)
 	defer s.host.RemoveStreamHandler(wire.ProtocolPrekeys)
+	defer s.closeStreams()
 	defer s.wg.Wait()
 
 	// Everything queued before a restart goes out again.
@@ -291,4 +292,40 @@ func (s *Service) OutboxDepth(ctx context.Context) int {
 	var n int
 	s.db.QueryRow(ctx, nil, "SELECT count(*) FROM outbox").Scan(&n)
 	return n
+}
+
+// closeStreams closes the deliverers' idle streams once every loop ended.
+func (s *Service) closeStreams() {
+	s.dmu.Lock()
+	defer s.dmu.Unlock()
+	for _, d := range s.deliverers {
+		if d.st != nil {
+			d.st.Close()
+			d.st, d.r = nil, nil
+		}
+	}
+}
+
+// idStrings caches the base58 text of peer IDs: it was a measurable share of
+// the CPU of a message, computed several times per row.
+// The cache holds at most maxIDStrings entries (peers that talked to us).
+var (
+	idStrings    sync.Map // peer.ID -> string
+	idStringsLen atomic.Int64
+)
+
+const maxIDStrings = 4096
+
+// str returns p's text form.
+func str(p peer.ID) string {
+	if v, ok := idStrings.Load(p); ok {
+		return v.(string)
+	}
+	v := p.String()
+	if idStringsLen.Load() < maxIDStrings {
+		if _, loaded := idStrings.LoadOrStore(p, v); !loaded {
+			idStringsLen.Add(1)
+		}
+	}
+	return v
 }

@@ -191,4 +191,7 @@ var migrations = []string{
 	WHEN old.n <= (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'fts_indexed') BEGIN
 		INSERT INTO messages_fts(messages_fts, rowid, body) VALUES ('delete', old.n, old.body);
 	END;`,
+	// 6: the deliverer looks for payloads still waiting for encryption on
+	// every pass; a partial index makes that independent of the queue length.
+	`CREATE INDEX outbox_plain ON outbox(peer_id, n) WHERE envelope IS NULL;`,
 }
