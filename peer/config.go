@@ -71,6 +71,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Version is reported by `parley id`.
 	Version string
+	// MetricsAddr, if set, serves Prometheus metrics (libp2p's and the
+	// Go runtime's) over HTTP at /metrics on this address.
+	MetricsAddr string
 }
 
 // DefaultListen are the listen addresses of a public-network node.

@@ -63,6 +63,7 @@ type Node struct {
 	rooms     *room.Service    // nil on a bootstrap node
 	mailbox   *mailbox.Service // nil on a bootstrap node without --mailbox
 	services  []Service
+	metrics   *metricsServer // nil unless Config.MetricsAddr
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -110,6 +111,14 @@ func New(ctx context.Context, c Config) (_ *Node, err error) {
 	// cannot hold it (path too long, not writable) fails before any traffic.
 	if n.api, err = localapi.Listen(cfg.Home, n.log.With("subsystem", "localapi")); err != nil {
 		return nil, err
+	}
+	if cfg.MetricsAddr != "" {
+		m, err := listenMetrics(cfg.MetricsAddr)
+		if err != nil {
+			return nil, err
+		}
+		n.metrics = m
+		n.AddService(m)
 	}
 	if err := n.startHost(); err != nil {
 		return nil, err
@@ -323,6 +332,9 @@ func (n *Node) Close() error {
 		var errs []error
 		if n.api != nil {
 			errs = append(errs, n.api.Close())
+		}
+		if n.metrics != nil {
+			n.metrics.ln.Close() // already closed if Run served it
 		}
 		if n.disc != nil {
 			errs = append(errs, n.disc.Close())

@@ -33,6 +33,9 @@ type nodeFlags struct {
 	noMDNS    bool
 	noPortMap bool
 	dhtMode   string
+	metrics   string
+	// configPath is --config; empty means HOME/parley.conf if it exists.
+	configPath string
 }
 
 func newNodeFlags(e *env, name string) *nodeFlags {
@@ -46,12 +49,17 @@ func newNodeFlags(e *env, name string) *nodeFlags {
 	f.BoolVar(&f.noMDNS, "no-mdns", false, "do not look for peers on the local network")
 	f.BoolVar(&f.noPortMap, "no-port-map", false, "do not ask the router for a port mapping (UPnP/NAT-PMP)")
 	f.StringVar(&f.dhtMode, "dht-mode", "", "DHT mode: auto, server or client (default: auto on the public network, server otherwise)")
+	f.StringVar(&f.metrics, "metrics", os.Getenv("PARLEY_METRICS"), "serve Prometheus metrics on this address, e.g. 127.0.0.1:9090 ($PARLEY_METRICS)")
+	f.StringVar(&f.configPath, "config", "", "config file (default HOME/parley.conf when it exists)")
 	return f
 }
 
 func (f *nodeFlags) config(e *env, role peer.Role) (peer.Config, error) {
 	home, err := f.homeDir()
 	if err != nil {
+		return peer.Config{}, err
+	}
+	if err := f.applyConfigFile(home); err != nil {
 		return peer.Config{}, err
 	}
 	log, err := f.logger(e)
@@ -75,6 +83,7 @@ func (f *nodeFlags) config(e *env, role peer.Role) (peer.Config, error) {
 		NoPortMap:       f.noPortMap,
 		Logger:          log,
 		Version:         version,
+		MetricsAddr:     f.metrics,
 	}
 	if f.dhtMode != "" {
 		m, err := discovery.ParseMode(f.dhtMode)

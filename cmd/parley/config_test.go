@@ -1,0 +1,68 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/parley-im/parley/peer"
+)
+
+func configFor(t *testing.T, file string, args ...string) (peer.Config, error) {
+	t.Helper()
+	home := t.TempDir()
+	if file != "" {
+		if err := os.WriteFile(filepath.Join(home, ConfigName), []byte(file), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := &env{stdout: new(bytes.Buffer), stderr: new(bytes.Buffer)}
+	f := newNodeFlags(e, "up")
+	if _, err := f.parse(append([]string{"--home", home}, args...)); err != nil {
+		return peer.Config{}, err
+	}
+	return f.config(e, peer.RoleUser)
+}
+
+// TestConfigFile checks the precedence flags > environment > file and
+// refuses unknown settings and bad values with the file and line.
+func TestConfigFile(t *testing.T) {
+	file := "# a comment\nlisten = /ip4/127.0.0.1/tcp/4001\nlisten=/ip4/127.0.0.1/tcp/4002/ws\nno-mdns = true\nbootstrap = none\n"
+	cfg, err := configFor(t, file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Listen) != 2 || cfg.MDNS || cfg.PublicBootstrap || len(cfg.Bootstrap) != 0 {
+		t.Fatalf("file not applied: %+v", cfg)
+	}
+	cfg, err = configFor(t, file, "--listen", "/ip4/127.0.0.1/tcp/5000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Listen) != 1 || cfg.Listen[0] != "/ip4/127.0.0.1/tcp/5000" {
+		t.Fatalf("flag did not win over the file: %v", cfg.Listen)
+	}
+	t.Setenv("PARLEY_BOOTSTRAP", "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWLr1gYejUTeriAsSu6roR2aQ423G3Q4fFTqzqSwTsMz9n")
+	cfg, err = configFor(t, file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Bootstrap) != 1 {
+		t.Fatalf("environment did not win over the file: %v", cfg.Bootstrap)
+	}
+	for name, bad := range map[string]string{
+		"unknown key": "colour = blue\n",
+		"no equals":   "listen /ip4/1.2.3.4/tcp/1\n",
+		"bad bool":    "no-mdns = perhaps\n",
+		"home":        "home = /tmp\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := configFor(t, bad)
+			if err == nil || !strings.Contains(err.Error(), ConfigName+":1") {
+				t.Fatalf("err = %v, want an error naming %s:1", err, ConfigName)
+			}
+		})
+	}
+}
