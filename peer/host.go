@@ -27,13 +27,33 @@ import (
 // RelayCircuitData bytes each way before the relay closes it (peers then
 // reconnect or, better, upgrade to a direct connection with DCUtR).
 const (
-	RelayReservationTTL     = time.Hour
-	RelayMaxReservations    = 256
-	RelayMaxCircuits        = 32 // per peer
-	RelayReservationsPerIP  = 16
-	RelayCircuitDuration    = 10 * time.Minute
-	RelayCircuitData        = 1 << 20
-	relayPeerSourceInterval = 30 * time.Second
+	RelayReservationTTL    = time.Hour
+	RelayMaxReservations   = 256
+	RelayMaxCircuits       = 32 // per peer
+	RelayReservationsPerIP = 16
+	RelayCircuitDuration   = 10 * time.Minute
+	RelayCircuitData       = 1 << 20
+)
+
+// Auto-relay client settings of a user node. See docs/NAT.md.
+//
+// Parley networks have few relays (often just the operator's one or two
+// bootstrap nodes), so the go-libp2p defaults, made for the public IPFS
+// network with thousands of them, are wrong here: it waits up to three
+// minutes for four candidates before it picks one, asks for new candidates
+// every 30 seconds at most, and shuns a relay for an hour after one refused
+// reservation. A node behind NAT is unreachable for all of that time.
+const (
+	// relayBootDelay is how long the relay finder waits for more candidates
+	// before it reserves with the ones it has.
+	relayBootDelay = 2 * time.Second
+	// relayPeerSourceInterval is how often the finder may ask for
+	// candidates: after a relay goes away, the node is reachable again
+	// at most this long after the relay is back.
+	relayPeerSourceInterval = 10 * time.Second
+	// relayBackoff is how long a relay that refused a reservation is
+	// left alone.
+	relayBackoff = time.Minute
 )
 
 func relayResources() relay.Resources {
@@ -101,31 +121,44 @@ func (n *Node) hostOptions(routing func() *discovery.Discovery) ([]libp2p.Option
 		)
 	default:
 		opts = append(opts, libp2p.EnableAutoRelayWithPeerSource(
-			relayPeerSource(routing),
+			relayPeerSource(n.cfg.bootstrap, routing),
 			autorelay.WithMinInterval(relayPeerSourceInterval),
-			autorelay.WithBootDelay(5*time.Second),
+			autorelay.WithBootDelay(relayBootDelay),
+			autorelay.WithBackoff(relayBackoff),
 		))
 	}
 	return opts, nil
 }
 
-// relayPeerSource offers auto-relay the peers in the DHT routing table (the
-// bootstrap nodes among them); auto-relay keeps those that speak relay v2 hop
-// and makes a reservation when AutoNAT says the node is private.
-func relayPeerSource(routing func() *discovery.Discovery) autorelay.PeerSource {
+// relayPeerSource offers auto-relay the configured bootstrap peers first,
+// then the peers in the DHT routing table; auto-relay keeps those that speak
+// relay v2 hop and makes a reservation when AutoNAT says the node is
+// private. The bootstrap list comes first because it is what the operator
+// deployed as relays, and because a bootstrap node that restarted may have
+// left the routing table: it must still be tried again.
+func relayPeerSource(bootstrap []lpeer.AddrInfo, routing func() *discovery.Discovery) autorelay.PeerSource {
 	return func(ctx context.Context, num int) <-chan lpeer.AddrInfo {
 		out := make(chan lpeer.AddrInfo, num)
 		defer close(out)
+		seen := make(map[lpeer.ID]bool)
+		offer := func(info lpeer.AddrInfo) {
+			if len(out) < num && !seen[info.ID] {
+				seen[info.ID] = true
+				out <- info
+			}
+		}
+		for _, info := range bootstrap {
+			offer(info)
+		}
 		d := routing()
 		if d == nil {
 			return out
 		}
 		h := d.DHT().Host()
 		for _, p := range d.DHT().RoutingTable().ListPeers() {
-			if len(out) == num {
-				break
+			if p != h.ID() {
+				offer(h.Peerstore().PeerInfo(p))
 			}
-			out <- h.Peerstore().PeerInfo(p)
 		}
 		return out
 	}

@@ -170,17 +170,20 @@ func newPublicWorld(t *testing.T, aliceNAT, bobNAT nattest.NAT) *publicWorld {
 // --bootstrap list.
 func TestRelayedChat(t *testing.T) {
 	w := newPublicWorld(t, nattest.ConeNAT, nattest.SymmetricNAT)
+	start := time.Now()
 	st := waitRelayed(t, w.alice, w.bootID)
-	t.Logf("alice: reachability %s, relays %v", st.Reachability, st.Relays)
+	t.Logf("%v alice: reachability %s, relays %v", time.Since(start), st.Reachability, st.Relays)
 	st = waitRelayed(t, w.bob, w.bootID)
-	t.Logf("bob: reachability %s, relays %v", st.Reachability, st.Relays)
+	t.Logf("%v bob: reachability %s, relays %v", time.Since(start), st.Reachability, st.Relays)
 
 	befriend(t, w.alice, w.bob)
 	a2b, b2a := texts("alice to bob", 5), texts("bob to alice", 5)
 	send(t, w.alice, "bob", a2b...)
 	send(t, w.bob, "alice", b2a...)
 	waitDelivered(t, w.alice, w.bob, a2b...)
+	t.Logf("%v alice -> bob delivered", time.Since(start))
 	waitDelivered(t, w.bob, w.alice, b2a...)
+	t.Logf("%v bob -> alice delivered", time.Since(start))
 
 	bobID := w.bob.PeerID()
 	p, err := peerEntry(w.alice, bobID)
@@ -191,4 +194,106 @@ func TestRelayedChat(t *testing.T) {
 		t.Fatalf("alice's connection to bob is not relayed through %s: %+v", w.bootID, p)
 	}
 	t.Logf("alice -> bob: relayed=%v addr=%s", p.Relayed, p.Addr)
+}
+
+// TestHolePunch: behind two port-preserving NATs, the relayed connection
+// between alice and bob is upgraded to a direct one by DCUtR, and messages
+// keep flowing both ways.
+func TestHolePunch(t *testing.T) {
+	w := newPublicWorld(t, nattest.ConeNAT, nattest.ConeNAT)
+	waitRelayed(t, w.alice, w.bootID)
+	waitRelayed(t, w.bob, w.bootID)
+	befriend(t, w.alice, w.bob)
+	first := texts("before the punch", 3)
+	send(t, w.alice, "bob", first...)
+	waitDelivered(t, w.alice, w.bob, first...)
+
+	bobID, aliceID := w.bob.PeerID(), w.alice.PeerID()
+	var p apitype.Peer
+	err := nattest.Poll(upDeadline, func(ctx context.Context) error {
+		var err error
+		p, err = peerEntry(w.alice, bobID)
+		if err == nil && p.Relayed {
+			err = fmt.Errorf("still relayed: %s", p.Addr)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatalf("alice -> bob never became direct: %v", err)
+	}
+	t.Logf("alice -> bob: relayed=%v addr=%s", p.Relayed, p.Addr)
+	if !strings.HasPrefix(p.Addr, "/ip4/"+w.bob.Host.WAN+"/") {
+		t.Errorf("direct connection goes to %s, want bob's router %s", p.Addr, w.bob.Host.WAN)
+	}
+	q, err := peerEntry(w.bob, aliceID)
+	if err != nil || q.Relayed {
+		t.Errorf("bob -> alice: %+v, %v; want a direct connection", q, err)
+	}
+
+	after := texts("after the punch", 3)
+	send(t, w.bob, "alice", after...)
+	waitDelivered(t, w.bob, w.alice, after...)
+}
+
+// outbox returns the node's outbox depth from `parley status --json`.
+func outbox(n *nattest.Node) (int, error) {
+	out, err := n.CLI("status", "--json")
+	if err != nil {
+		return 0, err
+	}
+	var st apitype.Status
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		return 0, fmt.Errorf("parley status --json: %w: %s", err, out)
+	}
+	return st.Outbox, nil
+}
+
+// TestRelayRestart: the only relay between two users behind symmetric NATs
+// goes down mid-conversation. What both send meanwhile waits in their
+// outboxes; once the relay is back (same identity, same address) both
+// reserve again and every message arrives exactly once.
+func TestRelayRestart(t *testing.T) {
+	w := newPublicWorld(t, nattest.SymmetricNAT, nattest.SymmetricNAT)
+	waitRelayed(t, w.alice, w.bootID)
+	waitRelayed(t, w.bob, w.bootID)
+	befriend(t, w.alice, w.bob)
+	before := texts("before the restart", 3)
+	send(t, w.alice, "bob", before...)
+	waitDelivered(t, w.alice, w.bob, before...)
+
+	w.boot.Stop()
+	start := time.Now()
+	// The relayed connection and both reservations die with the relay.
+	for _, n := range []*nattest.Node{w.alice, w.bob} {
+		err := nattest.Poll(30*time.Second, func(ctx context.Context) error {
+			st, err := n.Client.Status(ctx)
+			if err == nil && (len(st.Relays) > 0 || st.Conns.Relayed > 0) {
+				err = fmt.Errorf("still holds relays %v and %d relayed connections", st.Relays, st.Conns.Relayed)
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatalf("%s after the relay stopped: %v", n.Name, err)
+		}
+	}
+	during, reply := texts("while the relay is down", 5), texts("bob while the relay is down", 5)
+	send(t, w.alice, "bob", during...)
+	send(t, w.bob, "alice", reply...)
+	if n, err := outbox(w.alice); err != nil || n == 0 {
+		t.Fatalf("alice's outbox holds %d messages (%v) while the relay is down, want some", n, err)
+	}
+
+	w.boot.Restart()
+	t.Logf("relay back after %v", time.Since(start))
+	waitRelayed(t, w.alice, w.bootID)
+	waitRelayed(t, w.bob, w.bootID)
+	t.Logf("%v both reserved again", time.Since(start))
+	waitDelivered(t, w.alice, w.bob, append(before, during...)...)
+	waitDelivered(t, w.bob, w.alice, reply...)
+	t.Logf("%v everything delivered once", time.Since(start))
+	for _, n := range []*nattest.Node{w.alice, w.bob} {
+		if d, err := outbox(n); err != nil || d != 0 {
+			t.Errorf("%s: outbox %d (%v) after delivery, want 0", n.Name, d, err)
+		}
+	}
 }

@@ -330,7 +330,7 @@ func (h *Host) Start(name, verb string, args ...string) *Node {
 	n := &Node{Name: name, Home: home, Host: h, Client: client.New(home), args: full}
 	t.Cleanup(func() {
 		n.Stop()
-		if t.Failed() {
+		if t.Failed() || os.Getenv("PARLEY_NATTEST_DUMP") != "" {
 			n.dumpLog(t)
 		}
 	})
@@ -412,7 +412,7 @@ func (n *Node) Log() string {
 
 func (n *Node) dumpLog(t testing.TB) {
 	b := []byte(n.Log())
-	const max = 24 << 10
+	const max = 256 << 10
 	if len(b) > max {
 		b = append([]byte("...\n"), b[len(b)-max:]...)
 	}
