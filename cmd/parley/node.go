@@ -113,6 +113,7 @@ func runUp(ctx context.Context, e *env, args []string) error {
 
 func runBootstrap(ctx context.Context, e *env, args []string) error {
 	f := newNodeFlags(e, "bootstrap")
+	mailbox := f.Bool("mailbox", false, "also serve offline-delivery mailboxes to every peer of the private network (needs --net)")
 	pos, err := f.parse(args)
 	if err != nil {
 		return helpOK(err)
@@ -124,6 +125,10 @@ func runBootstrap(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if *mailbox && cfg.SwarmKey == "" {
+		return usagef("--mailbox serves every peer that can connect: it needs a private network (--net swarm.key)")
+	}
+	cfg.Mailbox = *mailbox
 	return runNode(ctx, e, cfg)
 }
 
