@@ -32,9 +32,11 @@
 // Reject (the forwarder's score drops): larger than 16 KiB, undecodable,
 // room id not the topic's, hlc more than 5 minutes off our clock, clear
 // text in a private room, author not in the roster of the message's epoch,
-// wrong membership MAC, author over its rate limit when the author is the
-// forwarder. Ignore: an epoch we hold no keys for, a message already in the
-// log, a rate-limited author relayed by someone else. Peer scoring (P4,
+// wrong membership MAC, and, when the author is the forwarder, author over
+// its rate limit or (live messages) no longer in our current roster: a
+// removed member keeps the keys of its old epochs. Ignore: an epoch we hold
+// no keys for, a message already in the log, a rate-limited or removed
+// author relayed by someone else. Peer scoring (P4,
 // invalid deliveries, weight -100, squared) takes a peer below the
 // graylist threshold (-1000) after about four invalid messages.
 //
@@ -62,8 +64,8 @@
 //
 // Every member logs each accepted message as the author signed it (from,
 // data, seqno, signature, key) in room_log, ordered by (hlc, msg_id).
-// A member that was away asks connected members over /parley/roomsync/1
-// for what it missed (from 5 minutes before its newest message), pages
+// A member that was away asks connected members (of its current roster,
+// in a private room) over /parley/roomsync/1 for what it missed (from 5 minutes before its newest message), pages
 // while more is set, re-verifies each signature and runs the validator on
 // each message (except the clock check), and deduplicates on msg_id.
 //

@@ -89,6 +89,7 @@ type room struct {
 	epochs map[uint64]*epoch
 	topic  *pubsub.Topic
 	cancel context.CancelFunc
+	loops  *sync.WaitGroup // the reader and the topic-event watcher
 }
 
 // epoch is the key material and roster of one epoch of a private room.
@@ -111,6 +112,11 @@ func (e *epoch) admin(p peer.ID) bool {
 func (r *room) current() *epoch { return r.epochs[r.epoch] }
 
 var _ chat.Rooms = (*Service)(nil)
+
+// testPubsubOptions, set only by this package's tests (before they start
+// nodes), adds gossipsub options such as tracers to the service of a host:
+// nodes made by peer.New cannot be given Config.PubsubOptions.
+var testPubsubOptions func(host.Host) []pubsub.Option
 
 // New creates the service and its gossipsub router.
 func New(ctx context.Context, cfg Config) (*Service, error) {
@@ -149,6 +155,9 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	psCtx, cancel := context.WithCancel(ctx)
 	opts := append(PubsubOptions(), pubsub.WithLogger(cfg.Logger.With("subsystem", "gossipsub")))
 	opts = append(opts, cfg.PubsubOptions...)
+	if testPubsubOptions != nil {
+		opts = append(opts, testPubsubOptions(s.host)...)
+	}
 	ps, err := pubsub.NewGossipSub(psCtx, s.host, opts...)
 	if err != nil {
 		cancel()
@@ -307,15 +316,19 @@ func (s *Service) startLocked(r *room) error {
 		return fmt.Errorf("room %s: topic events: %w", r.name, err)
 	}
 	ctx, cancel := context.WithCancel(s.runCtx)
-	r.topic, r.cancel = t, cancel
+	loops := new(sync.WaitGroup)
+	r.topic, r.cancel, r.loops = t, cancel, loops
 	s.wg.Add(3)
+	loops.Add(2)
 	go func() {
 		defer s.wg.Done()
+		defer loops.Done()
 		defer sub.Cancel()
 		s.readLoop(ctx, r, sub)
 	}()
 	go func() {
 		defer s.wg.Done()
+		defer loops.Done()
 		defer evs.Cancel()
 		s.peerLoop(ctx, r, evs)
 	}()
@@ -330,18 +343,22 @@ func (s *Service) startLocked(r *room) error {
 // stopLocked stops the room's goroutines and leaves its topic. The topic
 // closes once they have returned (Close refuses while a subscription is
 // active), so this waits for nothing and the close runs in the background
-// goroutine group.
+// goroutine group. Close is not even tried before the loops have cancelled
+// their subscription and event handler: go-libp2p-pubsub reads the
+// handlers of a topic being closed without the lock that Cancel takes.
 func (s *Service) stopLocked(r *room) {
 	if r.topic == nil {
 		return
 	}
 	r.cancel()
-	t := r.topic
-	r.topic, r.cancel = nil, nil
+	t, loops := r.topic, r.loops
+	r.topic, r.cancel, r.loops = nil, nil, nil
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
+		loops.Wait()
 		topic := t.String()
+		// Subscription.Cancel is asynchronous: retry until it has landed.
 		for i := 0; i < 50; i++ {
 			if err := t.Close(); err == nil {
 				break

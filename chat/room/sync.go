@@ -121,6 +121,17 @@ func (s *Service) Sync(ctx context.Context, name string, p peer.ID) (int, error)
 	if err != nil {
 		return 0, err
 	}
+	if !r.public {
+		// Only a current member may tell us the room's history: a removed
+		// one could serve its own messages of its old epochs, backdated.
+		s.mu.RLock()
+		cur := r.current()
+		member := cur != nil && cur.roles[p] != 0
+		s.mu.RUnlock()
+		if !member {
+			return 0, fmt.Errorf("room %s: sync with %s: %w", r.name, p, ErrNotMember)
+		}
+	}
 	var newest sql.NullInt64
 	s.db.SQL().QueryRowContext(ctx, "SELECT max(hlc) FROM room_log WHERE room = ?", r.id[:]).Scan(&newest)
 	after := uint64(0)

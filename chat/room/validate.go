@@ -80,12 +80,16 @@ func TopicScoreParams() *pubsub.TopicScoreParams {
 type verdict struct {
 	result pubsub.ValidationResult
 	reason string
+	// authorOnly marks a rejection that is the author's fault only: when
+	// someone else forwarded the message, it is ignored instead.
+	authorOnly bool
 }
 
 var accept = verdict{result: pubsub.ValidationAccept}
 
-func reject(reason string) verdict { return verdict{pubsub.ValidationReject, reason} }
-func ignore(reason string) verdict { return verdict{pubsub.ValidationIgnore, reason} }
+func reject(reason string) verdict      { return verdict{result: pubsub.ValidationReject, reason: reason} }
+func ignore(reason string) verdict      { return verdict{result: pubsub.ValidationIgnore, reason: reason} }
+func authorFault(reason string) verdict { return verdict{pubsub.ValidationReject, reason, true} }
 
 // validator returns the topic validator of a room. It runs before a
 // message is delivered or forwarded.
@@ -96,11 +100,12 @@ func (s *Service) validator(id ID) pubsub.ValidatorEx {
 		}
 		v := s.check(id, msg.GetFrom(), msg.Data, true)
 		if v.result == pubsub.ValidationAccept && !s.rate.allow(msg.GetFrom(), s.now()) {
-			if from == msg.GetFrom() {
-				v = reject("author over its rate limit")
-			} else {
-				v = ignore("author over its rate limit")
-			}
+			v = authorFault("author over its rate limit")
+		}
+		if v.authorOnly && from != msg.GetFrom() {
+			// A forwarder may not know yet what we know (a newer roster)
+			// or have seen fewer of the author's messages.
+			v = ignore(v.reason + " (relayed)")
 		}
 		if v.result != pubsub.ValidationAccept {
 			s.log.Debug("room message refused", "room", id, "author", msg.GetFrom(), "via", from, "reason", v.reason)
@@ -133,9 +138,9 @@ func (s *Service) check(id ID, author peer.ID, data []byte, live bool) verdict {
 	}
 	s.mu.RLock()
 	r := s.rooms[id]
-	var e *epoch
+	var e, cur *epoch
 	if r != nil {
-		e = r.epochs[m.Epoch]
+		e, cur = r.epochs[m.Epoch], r.current()
 	}
 	public := r != nil && r.public
 	s.mu.RUnlock()
@@ -156,6 +161,12 @@ func (s *Service) check(id ID, author peer.ID, data []byte, live bool) verdict {
 		return reject("author not in the roster")
 	case !hmac.Equal(m.MembershipMac, mac(e.macKey, wire.MembershipMACInput(m))):
 		return reject("bad membership MAC")
+	case live && cur != nil && cur.roles[author] == 0:
+		// A removed member still holds the keys of its old epochs: live
+		// traffic from it is refused once we know it was removed. (Synced
+		// history is not: it comes only from current members, who
+		// accepted it live.)
+		return authorFault("author removed from the room")
 	}
 	if s.logged(id, m.MsgId) {
 		return ignore("already in the log")
