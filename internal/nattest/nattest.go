@@ -129,6 +129,19 @@ func New(t testing.TB) *Net {
 // Dir is a directory for the test's files (removed by the testing package).
 func (n *Net) Dir() string { return n.dir }
 
+// Home is the home directory Start gives node name.
+func (n *Net) Home(name string) string { return filepath.Join(n.dir, name) }
+
+// Parley runs the parley binary with args (no node involved: `net new`).
+func (n *Net) Parley(args ...string) []byte {
+	n.t.Helper()
+	out, err := exec.Command(Build(n.t), args...).Output()
+	if err != nil {
+		n.t.Fatalf("parley %s: %v", strings.Join(args, " "), err)
+	}
+	return out
+}
+
 func (n *Net) addNS(name string) {
 	n.t.Helper()
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
@@ -317,7 +330,7 @@ type Node struct {
 func (h *Host) Start(name, verb string, args ...string) *Node {
 	t := h.net.t
 	t.Helper()
-	home := filepath.Join(h.net.dir, name)
+	home := h.net.Home(name)
 	if err := os.MkdirAll(home, 0o700); err != nil {
 		t.Fatal(err)
 	}
