@@ -509,3 +509,9 @@ func envOr(k, def string) string {
 	}
 	return def
 }
+
+// Command returns a command that runs name with args inside the host's
+// namespace; the caller starts it and must make sure it ends.
+func (h *Host) Command(name string, args ...string) *exec.Cmd {
+	return exec.Command("ip", append([]string{"netns", "exec", h.Name, name}, args...)...)
+}
