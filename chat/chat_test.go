@@ -121,9 +121,13 @@ func TestSendWhileOffline(t *testing.T) {
 		ids = append(ids, send(t, alice, "bob", text).ID)
 	}
 	bob = peertest.Start(t, peertest.Config(t, bobHome, alice.Addr()), nil)
-	for _, id := range ids {
-		waitFor(t, aev, "queued message delivered", delivered(id))
-	}
+	pending := map[string]bool{ids[0]: true, ids[1]: true, ids[2]: true}
+	waitFor(t, aev, "queued messages delivered", func(ev apitype.Event) bool {
+		if ev.Message != nil && delivered(ev.Message.ID)(ev) {
+			delete(pending, ev.Message.ID)
+		}
+		return len(pending) == 0
+	})
 	log, err := bob.Chat().Log(context.Background(), "alice", 0)
 	if err != nil {
 		t.Fatal(err)

@@ -538,23 +538,29 @@ func (s *Service) acked(ctx context.Context, p peer.ID, frames []outFrame) {
 		s.log.Error("record acks failed; frames will be sent again and deduplicated", "peer", p, "err", err)
 		return
 	}
-	s.publishStates(p, s.ContactName(ctx, p), sent, apitype.StateSent)
+	s.publishStates(ctx, sent)
 }
 
-// publishStates publishes one receipt event per message id: the message
-// to p (contact name) with the given state.
-func (s *Service) publishStates(p peer.ID, name string, ids [][]byte, state string) {
+// publishStates publishes one receipt event per message id, carrying the
+// whole message with its new state (one query per batch).
+func (s *Service) publishStates(ctx context.Context, ids [][]byte) {
 	if len(ids) == 0 {
 		return
 	}
-	if name == "" {
-		name = str(p)
+	ms, err := s.messagesByIDs(context.WithoutCancel(ctx), ids)
+	if err != nil {
+		s.log.Warn("read messages for receipt events", "err", err)
+		return
+	}
+	byID := make(map[string]*apitype.Message, len(ms))
+	for i := range ms {
+		byID[ms[i].ID] = &ms[i]
 	}
 	now := s.now()
-	for _, id := range ids {
-		s.events.publish(apitype.Event{Type: "receipt", Time: now, Message: &apitype.Message{
-			ID: hex.EncodeToString(id), Conv: name, From: str(s.host.ID()), Outgoing: true, State: state,
-		}})
+	for _, id := range ids { // in the order the peer acknowledged them
+		if m := byID[hex.EncodeToString(id)]; m != nil {
+			s.events.publish(apitype.Event{Type: "receipt", Time: now, Message: m})
+		}
 	}
 }
 

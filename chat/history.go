@@ -58,6 +58,32 @@ func (s *Service) messageByID(ctx context.Context, id []byte) (apitype.Message, 
 	return ms[0], nil
 }
 
+// messagesByIDs returns the stored messages with these ids (any order).
+func (s *Service) messagesByIDs(ctx context.Context, ids [][]byte) ([]apitype.Message, error) {
+	var out []apitype.Message
+	for len(ids) > 0 {
+		n := min(len(ids), 256)
+		args := make([]any, n)
+		for i := range n {
+			args[i] = ids[i]
+		}
+		q := "SELECT " + messageCols + " FROM messages m LEFT JOIN contacts c ON c.peer_id = m.conv WHERE m.id IN (?" +
+			strings.Repeat(",?", n-1) + ")"
+		// Not through the statement cache: the text varies with n.
+		rows, err := s.db.SQL().QueryContext(ctx, q, args...)
+		if err != nil {
+			return nil, err
+		}
+		ms, err := s.scanMessages(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ms...)
+		ids = ids[n:]
+	}
+	return out, nil
+}
+
 // convKey maps a contact name, peer ID or '#room' to the conv column.
 func (s *Service) convKey(ctx context.Context, conv string) (string, error) {
 	if strings.HasPrefix(conv, "#") && s.rooms != nil {
@@ -80,8 +106,11 @@ func (s *Service) Log(ctx context.Context, conv string, limit int) ([]apitype.Me
 	if err != nil {
 		return nil, err
 	}
+	// Messages are shown in the order they were written (the sender's
+	// clock, then arrival), so a message that arrives late (from a mailbox,
+	// or retransmitted after a gap) takes its place instead of the end.
 	rows, err := s.db.Query(ctx, nil, "SELECT * FROM (SELECT "+messageCols+
-		" FROM messages m LEFT JOIN contacts c ON c.peer_id = m.conv WHERE m.conv = ? ORDER BY m.n DESC LIMIT ?) ORDER BY n",
+		" FROM messages m LEFT JOIN contacts c ON c.peer_id = m.conv WHERE m.conv = ? ORDER BY m.sent_at DESC, m.n DESC LIMIT ?) ORDER BY sent_at, n",
 		key, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read history: %w", err)

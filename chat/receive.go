@@ -125,7 +125,7 @@ func (s *Service) receiveBatch(ctx context.Context, remote peer.ID, batch []*wir
 	for i := range out.messages {
 		s.events.publish(apitype.Event{Type: "message", Time: s.now(), Message: &out.messages[i]})
 	}
-	s.publishStates(remote, out.name, out.delivered, apitype.StateDelivered)
+	s.publishStates(ctx, out.delivered)
 	if len(out.messages) > 0 {
 		s.kickSoon(remote) // the receipts
 	}
