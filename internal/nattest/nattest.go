@@ -95,6 +95,9 @@ type Host struct {
 // be had.
 func Require(t testing.TB) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("nattest: real processes in network namespaces take minutes; skipped with -short")
+	}
 	if os.Geteuid() != 0 {
 		t.Skip("nattest: needs root to create network namespaces (run the tests as root, as CI does)")
 	}
