@@ -319,7 +319,10 @@ func (s *Service) reach(ctx context.Context, p peer.ID) error {
 	if s.online(p) {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	// A relayed (limited) connection is enough: the E2E layer protects the
+	// content, and DCUtR upgrades the connection when it can. Without this,
+	// Connect would wait for a direct connection until the timeout.
+	ctx, cancel := context.WithTimeout(network.WithAllowLimitedConn(ctx, "parley-dm"), dialTimeout)
 	defer cancel()
 	if len(s.host.Peerstore().Addrs(p)) > 0 {
 		if err := s.host.Connect(ctx, peer.AddrInfo{ID: p}); err == nil {

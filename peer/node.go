@@ -336,6 +336,9 @@ func (n *Node) Close() error {
 		if n.metrics != nil {
 			n.metrics.ln.Close() // already closed if Run served it
 		}
+		if n.rooms != nil {
+			errs = append(errs, n.rooms.Close())
+		}
 		if n.disc != nil {
 			errs = append(errs, n.disc.Close())
 		}

@@ -38,10 +38,11 @@ const dialTimeout = 20 * time.Second
 
 // reach makes sure there is a connection to mailbox m.
 func (s *Service) reach(ctx context.Context, m peer.ID) error {
-	if s.host.Network().Connectedness(m) == network.Connected {
+	if c := s.host.Network().Connectedness(m); c == network.Connected || c == network.Limited {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	// A relayed (limited) connection is good enough for a deposit or a fetch.
+	ctx, cancel := context.WithTimeout(network.WithAllowLimitedConn(ctx, "parley-mailbox"), dialTimeout)
 	defer cancel()
 	if len(s.host.Peerstore().Addrs(m)) > 0 {
 		if err := s.host.Connect(ctx, peer.AddrInfo{ID: m}); err == nil {
