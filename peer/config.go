@@ -67,6 +67,10 @@ type Config struct {
 	DHTMode *discovery.Mode
 	// NoPortMap disables UPnP/NAT-PMP port mapping (tests: it multicasts on the LAN).
 	NoPortMap bool
+	// Reachability overrides AutoNAT: "public" (the node is directly
+	// dialable; a bootstrap node always is), "private" (behind NAT: reserve
+	// a relay at once instead of waiting for AutoNAT's verdict) or ""/"auto".
+	Reachability string
 	// Logger receives the node's logs; nil means slog.Default().
 	Logger *slog.Logger
 	// Version is reported by `parley id`.
@@ -148,6 +152,11 @@ func (c Config) validate() (*validated, error) {
 		v.dhtMode = discovery.ModeServer
 	default:
 		v.dhtMode = discovery.ModeAuto
+	}
+	switch c.Reachability {
+	case "", "auto", "public", "private":
+	default:
+		return nil, fmt.Errorf("invalid reachability %q (want auto, public or private)", c.Reachability)
 	}
 	if c.Allowlist != "" && c.SwarmKey == "" {
 		return nil, errors.New("an allowlist needs a private network: pass --net swarm.key too")

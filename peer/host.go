@@ -109,6 +109,14 @@ func (n *Node) hostOptions(routing func() *discovery.Discovery) ([]libp2p.Option
 	} else {
 		opts = append(opts, libp2p.PrivateNetwork(n.psk))
 	}
+	if n.cfg.Role != RoleBootstrap {
+		switch n.cfg.Reachability {
+		case "public":
+			opts = append(opts, libp2p.ForceReachabilityPublic())
+		case "private":
+			opts = append(opts, libp2p.ForceReachabilityPrivate())
+		}
+	}
 	if !n.cfg.NoPortMap {
 		opts = append(opts, libp2p.NATPortMap())
 	}

@@ -32,6 +32,7 @@ type nodeFlags struct {
 	allow     string
 	noMDNS    bool
 	noPortMap bool
+	reach     string
 	dhtMode   string
 	metrics   string
 	// configPath is --config; empty means HOME/parley.conf if it exists.
@@ -48,6 +49,7 @@ func newNodeFlags(e *env, name string) *nodeFlags {
 	f.StringVar(&f.allow, "allow", os.Getenv("PARLEY_ALLOW"), "file of peer IDs allowed to connect (private networks)")
 	f.BoolVar(&f.noMDNS, "no-mdns", false, "do not look for peers on the local network")
 	f.BoolVar(&f.noPortMap, "no-port-map", false, "do not ask the router for a port mapping (UPnP/NAT-PMP)")
+	f.StringVar(&f.reach, "reachability", "auto", "auto (AutoNAT decides), public, or private (behind NAT: use a relay at once)")
 	f.StringVar(&f.dhtMode, "dht-mode", "", "DHT mode: auto, server or client (default: auto on the public network, server otherwise)")
 	f.StringVar(&f.metrics, "metrics", os.Getenv("PARLEY_METRICS"), "serve Prometheus metrics on this address, e.g. 127.0.0.1:9090 ($PARLEY_METRICS)")
 	f.StringVar(&f.configPath, "config", "", "config file (default HOME/parley.conf when it exists)")
@@ -81,6 +83,7 @@ func (f *nodeFlags) config(e *env, role peer.Role) (peer.Config, error) {
 		Allowlist:       f.allow,
 		MDNS:            !f.noMDNS,
 		NoPortMap:       f.noPortMap,
+		Reachability:    f.reach,
 		Logger:          log,
 		Version:         version,
 		MetricsAddr:     f.metrics,
