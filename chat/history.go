@@ -15,7 +15,14 @@ import (
 // MaxLogLimit bounds how many messages one Log or Search call returns.
 const MaxLogLimit = 10000
 
-const messageCols = "m.n, m.id, m.conv, m.sender, m.outgoing, m.body, m.sent_at, m.seq, m.state, coalesce(c.name, m.conv)"
+// messageCols and messageFrom select messages with the conversation's
+// display name (the contact's name, or '#' and the room's name) and the
+// sender's contact name.
+const (
+	messageCols = "m.n, m.id, m.conv, m.sender, m.outgoing, m.body, m.sent_at, m.seq, m.state, " +
+		"coalesce(c.name, (SELECT '#' || r.name FROM rooms r WHERE '#' || lower(hex(r.id)) = m.conv), m.conv), coalesce(cs.name, '')"
+	messageFrom = " FROM messages m LEFT JOIN contacts c ON c.peer_id = m.conv LEFT JOIN contacts cs ON cs.peer_id = m.sender"
+)
 
 func (s *Service) scanMessages(rows *sql.Rows) ([]apitype.Message, error) {
 	defer rows.Close()
@@ -28,15 +35,16 @@ func (s *Service) scanMessages(rows *sql.Rows) ([]apitype.Message, error) {
 			conv     string
 			sentAt   int64
 			convName string
+			fromName string
 		)
-		if err := rows.Scan(&n, &id, &conv, &m.From, &m.Outgoing, &m.Text, &sentAt, &m.Seq, &m.State, &convName); err != nil {
+		if err := rows.Scan(&n, &id, &conv, &m.From, &m.Outgoing, &m.Text, &sentAt, &m.Seq, &m.State, &convName, &fromName); err != nil {
 			return nil, err
 		}
 		m.ID = hex.EncodeToString(id)
 		m.Conv = convName
 		m.SentAt = time.UnixMilli(sentAt)
 		if !m.Outgoing {
-			m.FromName = convName
+			m.FromName = fromName
 		}
 		out = append(out, m)
 	}
@@ -44,7 +52,7 @@ func (s *Service) scanMessages(rows *sql.Rows) ([]apitype.Message, error) {
 }
 
 func (s *Service) messageByID(ctx context.Context, id []byte) (apitype.Message, error) {
-	rows, err := s.db.Query(ctx, nil, "SELECT "+messageCols+" FROM messages m LEFT JOIN contacts c ON c.peer_id = m.conv WHERE m.id = ?", id)
+	rows, err := s.db.Query(ctx, nil, "SELECT "+messageCols+messageFrom+" WHERE m.id = ?", id)
 	if err != nil {
 		return apitype.Message{}, err
 	}
@@ -67,7 +75,7 @@ func (s *Service) messagesByIDs(ctx context.Context, ids [][]byte) ([]apitype.Me
 		for i := range n {
 			args[i] = ids[i]
 		}
-		q := "SELECT " + messageCols + " FROM messages m LEFT JOIN contacts c ON c.peer_id = m.conv WHERE m.id IN (?" +
+		q := "SELECT " + messageCols + messageFrom+" WHERE m.id IN (?" +
 			strings.Repeat(",?", n-1) + ")"
 		// Not through the statement cache: the text varies with n.
 		rows, err := s.db.SQL().QueryContext(ctx, q, args...)
@@ -110,7 +118,7 @@ func (s *Service) Log(ctx context.Context, conv string, limit int) ([]apitype.Me
 	// clock, then arrival), so a message that arrives late (from a mailbox,
 	// or retransmitted after a gap) takes its place instead of the end.
 	rows, err := s.db.Query(ctx, nil, "SELECT * FROM (SELECT "+messageCols+
-		" FROM messages m LEFT JOIN contacts c ON c.peer_id = m.conv WHERE m.conv = ? ORDER BY m.sent_at DESC, m.n DESC LIMIT ?) ORDER BY sent_at, n",
+		messageFrom+" WHERE m.conv = ? ORDER BY m.sent_at DESC, m.n DESC LIMIT ?) ORDER BY sent_at, n",
 		key, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read history: %w", err)
@@ -158,7 +166,7 @@ func (s *Service) Search(ctx context.Context, q string, limit int) ([]apitype.Me
 		terms = append(terms, `"`+strings.ReplaceAll(t, `"`, `""`)+`"`)
 	}
 	rows, err := s.db.Query(ctx, nil, "SELECT "+messageCols+
-		" FROM messages_fts f JOIN messages m ON m.n = f.rowid LEFT JOIN contacts c ON c.peer_id = m.conv WHERE messages_fts MATCH ? ORDER BY m.n DESC LIMIT ?",
+		" FROM messages_fts f JOIN messages m ON m.n = f.rowid LEFT JOIN contacts c ON c.peer_id = m.conv LEFT JOIN contacts cs ON cs.peer_id = m.sender WHERE messages_fts MATCH ? ORDER BY m.n DESC LIMIT ?",
 		strings.Join(terms, " "), limit)
 	if err != nil {
 		return nil, fmt.Errorf("search: %w", err)

@@ -3,6 +3,7 @@ package peer
 import (
 	"context"
 	"fmt"
+	ma "github.com/multiformats/go-multiaddr"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
@@ -66,7 +67,7 @@ func relayResources() relay.Resources {
 	return r
 }
 
-func (n *Node) hostOptions(routing func() *discovery.Discovery) ([]libp2p.Option, error) {
+func (n *Node) hostOptions(listen []ma.Multiaddr, routing func() *discovery.Discovery) ([]libp2p.Option, error) {
 	// Everything that can fail on input comes first: the connection and
 	// resource managers start goroutines that only the host stops.
 	var gater *allowGater
@@ -88,7 +89,7 @@ func (n *Node) hostOptions(routing func() *discovery.Discovery) ([]libp2p.Option
 	}
 	opts := []libp2p.Option{
 		libp2p.Identity(n.id.PrivKey()),
-		libp2p.ListenAddrs(n.cfg.listen...),
+		libp2p.ListenAddrs(listen...),
 		libp2p.Security(noise.ID, noise.New),
 		libp2p.Security(tls.ID, tls.New),
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),

@@ -20,8 +20,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	ma "github.com/multiformats/go-multiaddr"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -222,19 +224,42 @@ func (n *Node) startHost() error {
 		sync.Mutex
 		d *discovery.Discovery
 	}
-	opts, err := n.hostOptions(func() *discovery.Discovery {
+	routingFn := func() *discovery.Discovery {
 		routing.Lock()
 		defer routing.Unlock()
 		return routing.d
-	})
+	}
+	newHost := func(listen []ma.Multiaddr) (host.Host, error) {
+		opts, err := n.hostOptions(listen, routingFn)
+		if err != nil {
+			return nil, err
+		}
+		h, err := libp2p.New(opts...)
+		if err != nil {
+			return nil, fmt.Errorf("start libp2p host: %w", err)
+		}
+		return h, nil
+	}
+	// With the default listeners, a node keeps the ports it got on its first
+	// start, so contacts find it again at the address they remember.
+	listen, saved := n.cfg.listen, false
+	if len(n.cfg.Listen) == 0 {
+		if l := n.savedListen(); len(l) > 0 {
+			listen, saved = l, true
+		}
+	}
+	h, err := newHost(listen)
+	if err != nil && saved {
+		n.log.Warn("the ports of the last start are taken; choosing new ones", "err", err)
+		h, err = newHost(n.cfg.listen)
+	}
 	if err != nil {
 		return err
 	}
-	h, err := libp2p.New(opts...)
-	if err != nil {
-		return fmt.Errorf("start libp2p host: %w", err)
-	}
 	n.host = h
+	if len(n.cfg.Listen) == 0 {
+		n.saveListen(h.Network().ListenAddresses())
+	}
 	prefix := discovery.AminoPrefix
 	mdnsService := "_parley._udp"
 	if n.psk != nil {
@@ -390,4 +415,37 @@ func (b bookAdapter) RecentAddrInfos(ctx context.Context, limit int) ([]lpeer.Ad
 		out[i] = s.Info
 	}
 	return out, nil
+}
+
+// savedListen returns the listen addresses stored by the last start.
+func (n *Node) savedListen() []ma.Multiaddr {
+	v, ok, err := n.db.GetMeta(context.Background(), "listen")
+	if err != nil || !ok {
+		return nil
+	}
+	var out []ma.Multiaddr
+	for _, s := range strings.Split(v, "\n") {
+		a, err := ma.NewMultiaddr(s)
+		if err != nil {
+			return nil // written by us; if it does not parse, start afresh
+		}
+		if n.psk != nil && isQUIC(a) {
+			continue
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+func (n *Node) saveListen(addrs []ma.Multiaddr) {
+	strs := make([]string, 0, len(addrs))
+	for _, a := range addrs {
+		if _, err := a.ValueForProtocol(ma.P_CIRCUIT); err == nil {
+			continue // the relay transport's pseudo-listener
+		}
+		strs = append(strs, a.String())
+	}
+	if err := n.db.SetMeta(context.Background(), "listen", strings.Join(strs, "\n")); err != nil {
+		n.log.Warn("could not save listen addresses", "err", err)
+	}
 }

@@ -2,6 +2,7 @@ package peer_test
 
 import (
 	"context"
+	ma "github.com/multiformats/go-multiaddr"
 	"testing"
 	"time"
 
@@ -90,4 +91,35 @@ func TestAddressBookRemembersEarlyPeers(t *testing.T) {
 		_, ok, err := n.DB().LookupPeer(context.Background(), friend.Host().ID())
 		return ok && err == nil
 	})
+}
+
+// TestRestartKeepsPorts starts a node with the default listeners twice on
+// one home: the second start listens on the same ports, so contacts find it
+// at the address they remember. (Nothing is dialled: no bootstrap, no mDNS,
+// no port mapping.)
+func TestRestartKeepsPorts(t *testing.T) {
+	home := peertest.Home(t)
+	cfg := peertest.Config(t, home)
+	cfg.Listen = nil
+	first := peertest.Start(t, cfg, nil)
+	before := first.Host().Network().ListenAddresses()
+	first.Stop(t)
+	second := peertest.Start(t, cfg, nil)
+	after := second.Host().Network().ListenAddresses()
+	set := func(as []ma.Multiaddr) map[string]bool {
+		m := map[string]bool{}
+		for _, a := range as {
+			m[a.String()] = true
+		}
+		return m
+	}
+	b, a := set(before), set(after)
+	if len(b) < 3 || len(b) != len(a) {
+		t.Fatalf("listen addresses %v, then %v", before, after)
+	}
+	for s := range b {
+		if !a[s] {
+			t.Errorf("%s not listened on after the restart (%v)", s, after)
+		}
+	}
 }
