@@ -191,12 +191,22 @@ func (s *Service) Run(ctx context.Context) error {
 	go func() { defer s.wg.Done(); s.syncLoop(rctx) }()
 	s.notifyInbox()
 	<-rctx.Done()
+	// Shutting down: the whole router stops (psCancel), so topics are not
+	// closed one by one (that waits for each subscription to land).
 	s.mu.Lock()
+	var loops []*sync.WaitGroup
 	for _, r := range s.rooms {
-		s.stopLocked(r)
+		if r.topic != nil {
+			r.cancel()
+			loops = append(loops, r.loops)
+			r.topic, r.cancel, r.loops = nil, nil, nil
+		}
 	}
 	s.runCtx = nil
 	s.mu.Unlock()
+	for _, l := range loops {
+		l.Wait()
+	}
 	s.wg.Wait()
 	return nil
 }

@@ -183,7 +183,10 @@ func (s *Service) syncProof(r *room, req *wirepb.RoomSyncRequest, requester, res
 func (s *Service) syncPage(ctx context.Context, r *room, p peer.ID, after uint64) (*wirepb.RoomSyncResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, wire.ReadTimeout)
 	defer cancel()
-	st, err := s.host.NewStream(ctx, p, protocolRoomSync)
+	// History may come over a relayed (limited) connection: gossipsub does
+	// not use those, so for members who only reach each other through a
+	// relay, sync is how room messages arrive.
+	st, err := s.host.NewStream(network.WithAllowLimitedConn(ctx, "parley-roomsync"), p, protocolRoomSync)
 	if err != nil {
 		return nil, err
 	}

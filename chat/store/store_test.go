@@ -25,7 +25,10 @@ func openTemp(t *testing.T) (*DB, string) {
 
 func TestMigrateAndMeta(t *testing.T) {
 	ctx := context.Background()
-	db, _ := openTemp(t)
+	db, path := openTemp(t)
+	if st, err := os.Stat(path); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("database mode: %v, %v", st.Mode(), err)
+	}
 	v, err := db.Version(ctx)
 	if err != nil || v != len(migrations) {
 		t.Fatalf("version = %d, %v", v, err)
