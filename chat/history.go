@@ -75,7 +75,7 @@ func (s *Service) messagesByIDs(ctx context.Context, ids [][]byte) ([]apitype.Me
 		for i := range n {
 			args[i] = ids[i]
 		}
-		q := "SELECT " + messageCols + messageFrom+" WHERE m.id IN (?" +
+		q := "SELECT " + messageCols + messageFrom + " WHERE m.id IN (?" +
 			strings.Repeat(",?", n-1) + ")"
 		// Not through the statement cache: the text varies with n.
 		rows, err := s.db.SQL().QueryContext(ctx, q, args...)

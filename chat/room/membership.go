@@ -32,7 +32,7 @@ func (s *Service) HandlePayload(ctx context.Context, tx *sql.Tx, from peer.ID, p
 	if err != nil {
 		return
 	}
-	if _, err := tx.ExecContext(ctx, "INSERT INTO room_inbox(sender, payload, at) VALUES(?, ?, ?)", from.String(), b, s.now().UnixMilli()); err != nil {
+	if _, err := s.db.Exec(ctx, tx, "INSERT INTO room_inbox(sender, payload, at) VALUES(?, ?, ?)", from.String(), b, s.now().UnixMilli()); err != nil {
 		s.log.Warn("queue room payload", "from", from, "err", err)
 		return
 	}
@@ -73,7 +73,7 @@ func (s *Service) drainInbox(ctx context.Context) {
 		from string
 		b    []byte
 	}
-	rows, err := s.db.SQL().QueryContext(ctx, "SELECT n, sender, payload FROM room_inbox ORDER BY n LIMIT 256")
+	rows, err := s.db.Query(ctx, nil, "SELECT n, sender, payload FROM room_inbox ORDER BY n LIMIT 256")
 	if err != nil {
 		return
 	}
@@ -97,7 +97,7 @@ func (s *Service) drainInbox(ctx context.Context) {
 		if err != nil {
 			s.log.Info("room payload refused", "from", it.from, "err", err)
 		}
-		s.db.SQL().ExecContext(ctx, "DELETE FROM room_inbox WHERE n = ?", it.n)
+		s.db.Exec(ctx, nil, "DELETE FROM room_inbox WHERE n = ?", it.n)
 	}
 }
 
@@ -185,15 +185,15 @@ func (s *Service) enterEpoch(ctx context.Context, r *room, e *epoch) error {
 			}
 			r.name = name
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO rooms(id, name, public, epoch, roster, joined_at) VALUES(?, ?, 0, ?, ?, ?)
+		if _, err := s.db.Exec(ctx, tx, `INSERT INTO rooms(id, name, public, epoch, roster, joined_at) VALUES(?, ?, 0, ?, ?, ?)
 			ON CONFLICT(id) DO UPDATE SET epoch = excluded.epoch, roster = excluded.roster, state = 'joined'`,
 			r.id[:], r.name, e.n, e.signed, s.now().UnixMilli()); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, "INSERT OR REPLACE INTO room_epochs(room, epoch, secret, roster) VALUES(?, ?, ?, ?)", r.id[:], e.n, e.secret, e.signed); err != nil {
+		if _, err := s.db.Exec(ctx, tx, "INSERT OR REPLACE INTO room_epochs(room, epoch, secret, roster) VALUES(?, ?, ?, ?)", r.id[:], e.n, e.secret, e.signed); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, "INSERT OR REPLACE INTO room_chains(room, epoch, state) VALUES(?, ?, ?)", r.id[:], e.n, state); err != nil {
+		if _, err := s.db.Exec(ctx, tx, "INSERT OR REPLACE INTO room_chains(room, epoch, state) VALUES(?, ?, ?)", r.id[:], e.n, state); err != nil {
 			return err
 		}
 		for _, p := range others {
@@ -273,7 +273,7 @@ func (s *Service) applySenderKey(ctx context.Context, from peer.ID, k *wirepb.Se
 	s.cryptoMu.Lock()
 	// Never replace a state: a replayed distribution must not rewind the
 	// chain and make old messages decryptable twice.
-	_, err = s.db.SQL().ExecContext(ctx, "INSERT INTO room_senders(room, epoch, sender, state) VALUES(?, ?, ?, ?) ON CONFLICT DO NOTHING",
+	_, err = s.db.Exec(ctx, nil, "INSERT INTO room_senders(room, epoch, sender, state) VALUES(?, ?, ?, ?) ON CONFLICT DO NOTHING",
 		id[:], k.Epoch, from.String(), state)
 	s.cryptoMu.Unlock()
 	if err != nil {
@@ -352,7 +352,7 @@ func (s *Service) rotator(cur *epoch, leaver peer.ID) bool {
 // forget marks a room left or removed and stops it. Its log and keys stay
 // on disk (history), but no new key will ever reach it.
 func (s *Service) forget(ctx context.Context, r *room, state string) error {
-	if _, err := s.db.SQL().ExecContext(ctx, "UPDATE rooms SET state = ?, name = name || '~' || lower(hex(randomblob(3))) WHERE id = ?", state, r.id[:]); err != nil {
+	if _, err := s.db.Exec(ctx, nil, "UPDATE rooms SET state = ?, name = name || '~' || lower(hex(randomblob(3))) WHERE id = ?", state, r.id[:]); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -639,7 +639,7 @@ func (s *Service) JoinPublic(ctx context.Context, name string) (Info, error) {
 			return err
 		}
 		r.name = n
-		_, err = tx.ExecContext(ctx, `INSERT INTO rooms(id, name, public, joined_at) VALUES(?, ?, 1, ?)
+		_, err = s.db.Exec(ctx, tx, `INSERT INTO rooms(id, name, public, joined_at) VALUES(?, ?, 1, ?)
 			ON CONFLICT(id) DO UPDATE SET state = 'joined', name = excluded.name`, id[:], r.name, s.now().UnixMilli())
 		return err
 	})

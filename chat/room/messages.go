@@ -60,13 +60,13 @@ func (s *Service) MarkRead(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.db.SQL().ExecContext(ctx, "UPDATE rooms SET read_upto = (SELECT coalesce(max(n), 0) FROM messages WHERE conv = ?) WHERE id = ?", r.id.conv(), r.id[:])
+	_, err = s.db.Exec(ctx, nil, "UPDATE rooms SET read_upto = (SELECT coalesce(max(n), 0) FROM messages WHERE conv = ?) WHERE id = ?", r.id.conv(), r.id[:])
 	return err
 }
 
 // Conversations lists the joined rooms with their unread counts.
 func (s *Service) Conversations(ctx context.Context) ([]apitype.Conversation, error) {
-	rows, err := s.db.SQL().QueryContext(ctx, `SELECT r.name,
+	rows, err := s.db.Query(ctx, nil, `SELECT r.name,
 		(SELECT count(*) FROM messages m WHERE m.conv = '#' || lower(hex(r.id)) AND m.outgoing = 0 AND m.n > r.read_upto),
 		(SELECT max(received_at) FROM messages m WHERE m.conv = '#' || lower(hex(r.id)))
 		FROM rooms r WHERE r.state = 'joined'`)
@@ -130,7 +130,7 @@ func (s *Service) Send(ctx context.Context, name, text string) (apitype.Message,
 			}
 			m.Epoch = e.n
 			var state []byte
-			if err := tx.QueryRowContext(ctx, "SELECT state FROM room_chains WHERE room = ? AND epoch = ?", r.id[:], e.n).Scan(&state); err != nil {
+			if err := s.db.QueryRow(ctx, tx, "SELECT state FROM room_chains WHERE room = ? AND epoch = ?", r.id[:], e.n).Scan(&state); err != nil {
 				return fmt.Errorf("room: sending chain of epoch %d: %w", e.n, err)
 			}
 			ct, next, err := seal(state, []byte(text), senderKeyAD(r.id, e.n, []byte(s.self()), m.MsgId, m.Hlc))
@@ -139,7 +139,7 @@ func (s *Service) Send(ctx context.Context, name, text string) (apitype.Message,
 			}
 			m.Ciphertext = ct
 			m.MembershipMac = mac(e.macKey, wire.MembershipMACInput(m))
-			if _, err := tx.ExecContext(ctx, "UPDATE room_chains SET state = ? WHERE room = ? AND epoch = ?", next, r.id[:], e.n); err != nil {
+			if _, err := s.db.Exec(ctx, tx, "UPDATE room_chains SET state = ? WHERE room = ? AND epoch = ?", next, r.id[:], e.n); err != nil {
 				return err
 			}
 		}
@@ -200,7 +200,7 @@ func (s *Service) ingest(ctx context.Context, r *room, rec *wirepb.SyncedMessage
 	defer s.cryptoMu.Unlock()
 	var shown *apitype.Message
 	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO room_log(room, msg_id, hlc, epoch, sender, data, seqno, signature, key, status)
+		res, err := s.db.Exec(ctx, tx, `INSERT INTO room_log(room, msg_id, hlc, epoch, sender, data, seqno, signature, key, status)
 			VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
 			r.id[:], m.MsgId, m.Hlc, m.Epoch, author.String(), rec.Data, rec.Seqno, rec.Signature, rec.Key, statusWaiting)
 		if err != nil {
@@ -224,7 +224,7 @@ func (s *Service) ingest(ctx context.Context, r *room, rec *wirepb.SyncedMessage
 func (s *Service) showLocked(ctx context.Context, tx *sql.Tx, r *room, author peer.ID, m *wirepb.RoomMessage) (*apitype.Message, error) {
 	ms, _ := wire.UnpackHLC(m.Hlc)
 	setStatus := func(st int) error {
-		_, err := tx.ExecContext(ctx, "UPDATE room_log SET status = ? WHERE room = ? AND msg_id = ?", st, r.id[:], m.MsgId)
+		_, err := s.db.Exec(ctx, tx, "UPDATE room_log SET status = ? WHERE room = ? AND msg_id = ?", st, r.id[:], m.MsgId)
 		return err
 	}
 	var text string
@@ -237,7 +237,7 @@ func (s *Service) showLocked(ctx context.Context, tx *sql.Tx, r *room, author pe
 		text = m.Text
 	default:
 		var state []byte
-		err := tx.QueryRowContext(ctx, "SELECT state FROM room_senders WHERE room = ? AND epoch = ? AND sender = ?", r.id[:], m.Epoch, author.String()).Scan(&state)
+		err := s.db.QueryRow(ctx, tx, "SELECT state FROM room_senders WHERE room = ? AND epoch = ? AND sender = ?", r.id[:], m.Epoch, author.String()).Scan(&state)
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, nil // waiting for the sender key
 		}
@@ -252,7 +252,7 @@ func (s *Service) showLocked(ctx context.Context, tx *sql.Tx, r *room, author pe
 		if !utf8.Valid(plain) || len(plain) == 0 || len(plain) > wire.MaxTextSize {
 			return nil, setStatus(statusFailed)
 		}
-		if _, err := tx.ExecContext(ctx, "UPDATE room_senders SET state = ? WHERE room = ? AND epoch = ? AND sender = ?", next, r.id[:], m.Epoch, author.String()); err != nil {
+		if _, err := s.db.Exec(ctx, tx, "UPDATE room_senders SET state = ? WHERE room = ? AND epoch = ? AND sender = ?", next, r.id[:], m.Epoch, author.String()); err != nil {
 			return nil, err
 		}
 		text = string(plain)
@@ -264,7 +264,7 @@ func (s *Service) showLocked(ctx context.Context, tx *sql.Tx, r *room, author pe
 		return nil, err
 	}
 	var fromName string
-	tx.QueryRowContext(ctx, "SELECT name FROM contacts WHERE peer_id = ?", author.String()).Scan(&fromName)
+	s.db.QueryRow(ctx, tx, "SELECT name FROM contacts WHERE peer_id = ?", author.String()).Scan(&fromName)
 	return &apitype.Message{
 		ID: hex.EncodeToString(m.MsgId), Conv: "#" + r.name, From: author.String(), FromName: fromName,
 		Text: text, SentAt: time.UnixMilli(ms), State: apitype.StateReceived,
@@ -278,7 +278,7 @@ func (s *Service) showWaiting(ctx context.Context, r *room, ep uint64, author pe
 	defer s.cryptoMu.Unlock()
 	var shown []*apitype.Message
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, "SELECT data FROM room_log WHERE room = ? AND epoch = ? AND sender = ? AND status = ? ORDER BY hlc, msg_id",
+		rows, err := s.db.Query(ctx, tx, "SELECT data FROM room_log WHERE room = ? AND epoch = ? AND sender = ? AND status = ? ORDER BY hlc, msg_id",
 			r.id[:], ep, author.String(), statusWaiting)
 		if err != nil {
 			return err

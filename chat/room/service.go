@@ -213,7 +213,7 @@ func (s *Service) Run(ctx context.Context) error {
 
 // loadRooms reads the joined rooms and starts them.
 func (s *Service) loadRooms(ctx context.Context) error {
-	rows, err := s.db.SQL().QueryContext(ctx, "SELECT id, name, public, epoch FROM rooms WHERE state = 'joined'")
+	rows, err := s.db.Query(ctx, nil, "SELECT id, name, public, epoch FROM rooms WHERE state = 'joined'")
 	if err != nil {
 		return fmt.Errorf("room: load rooms: %w", err)
 	}
@@ -232,7 +232,7 @@ func (s *Service) loadRooms(ctx context.Context) error {
 	}
 	rows.Close()
 	var maxHLC sql.NullInt64
-	s.db.SQL().QueryRowContext(ctx, "SELECT max(hlc) FROM room_log").Scan(&maxHLC)
+	s.db.QueryRow(ctx, nil, "SELECT max(hlc) FROM room_log").Scan(&maxHLC)
 	s.hlc.observe(uint64(maxHLC.Int64))
 	for _, r := range rs {
 		if err := s.loadEpochs(ctx, r); err != nil {
@@ -258,7 +258,7 @@ func (s *Service) loadEpochs(ctx context.Context, r *room) error {
 	if r.public {
 		return nil
 	}
-	rows, err := s.db.SQL().QueryContext(ctx, "SELECT epoch, secret, roster FROM room_epochs WHERE room = ?", r.id[:])
+	rows, err := s.db.Query(ctx, nil, "SELECT epoch, secret, roster FROM room_epochs WHERE room = ?", r.id[:])
 	if err != nil {
 		return fmt.Errorf("room: load epochs: %w", err)
 	}

@@ -176,7 +176,7 @@ func (s *Service) check(id ID, author peer.ID, data []byte, live bool) verdict {
 
 func (s *Service) logged(id ID, msgID []byte) bool {
 	var one int
-	err := s.db.SQL().QueryRow("SELECT 1 FROM room_log WHERE room = ? AND msg_id = ?", id[:], msgID).Scan(&one)
+	err := s.db.QueryRow(context.Background(), nil, "SELECT 1 FROM room_log WHERE room = ? AND msg_id = ?", id[:], msgID).Scan(&one)
 	return err == nil
 }
 
