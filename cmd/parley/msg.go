@@ -12,6 +12,7 @@ import (
 
 	"github.com/mdp/qrterminal/v3"
 
+	"github.com/parley-im/parley/cmd/parley/tui"
 	"github.com/parley-im/parley/peer/apitype"
 )
 
@@ -242,47 +243,14 @@ func runLog(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-// printMessage prints one message as a line; a gap before it gets its own line.
+// printMessage prints one message as a line, after a line for a gap before
+// it. The text goes through the TUI's formatter, which neutralises control
+// characters a peer may have put in it.
 func printMessage(w io.Writer, m apitype.Message) {
-	if m.Gap > 0 {
-		who := m.FromName
-		if who == "" {
-			who = m.From
-		}
-		plural := "s are"
-		if m.Gap == 1 {
-			plural = " is"
-		}
-		fmt.Fprintf(w, "-- %d message%s from %s missing --\n", m.Gap, plural, who)
+	if g := tui.GapNotice(m); g != "" {
+		fmt.Fprintf(w, "-- %s --\n", g)
 	}
-	who := "me"
-	if !m.Outgoing {
-		who = m.FromName
-		if who == "" {
-			who = shortID(m.From)
-		}
-	}
-	fmt.Fprintf(w, "%s %s: %s%s\n", m.SentAt.Local().Format("2006-01-02 15:04"), who, m.Text, tick(m))
-}
-
-func tick(m apitype.Message) string {
-	if !m.Outgoing {
-		return ""
-	}
-	switch m.State {
-	case apitype.StateDelivered:
-		return " ✓✓"
-	case apitype.StateSent:
-		return " ✓"
-	}
-	return " ○"
-}
-
-func shortID(id string) string {
-	if len(id) > 12 {
-		return "…" + id[len(id)-8:]
-	}
-	return id
+	fmt.Fprintln(w, tui.Line(m))
 }
 
 func runWatch(ctx context.Context, e *env, args []string) error {

@@ -113,3 +113,11 @@ func clean(s string) string {
 		return r
 	}, s)
 }
+
+// Line renders m as one line of plain text, as `parley log` and line mode
+// print it: time, sender, text (control characters from peers neutralised)
+// and delivery ticks.
+func Line(m apitype.Message) string { return format(m, lineLayout) }
+
+// GapNotice says how many messages are missing before m, or "".
+func GapNotice(m apitype.Message) string { return gapNotice(m) }
