@@ -20,8 +20,12 @@ func init() {
 }
 
 // clientCmd parses the shared flags and returns a client for the home.
-func clientCmd(e *env, name string, args []string, nargs int, usage string) (*client.Client, *flags, []string, error) {
+// define, if given, adds the command's own flags before parsing.
+func clientCmd(e *env, name string, args []string, nargs int, usage string, define ...func(*flags)) (*client.Client, *flags, []string, error) {
 	f := newFlags(e, name, true)
+	for _, d := range define {
+		d(f)
+	}
 	pos, err := f.parse(args)
 	if err != nil {
 		return nil, nil, nil, err

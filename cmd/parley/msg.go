@@ -29,21 +29,15 @@ func init() {
 }
 
 func runInvite(ctx context.Context, e *env, args []string) error {
-	f := newFlags(e, "invite", true)
-	name := f.String("name", "", "the name your contacts see in the link")
-	noQR := f.Bool("no-qr", false, "do not print the QR code")
-	pos, err := f.parse(args)
+	var name *string
+	var noQR *bool
+	c, f, _, err := clientCmd(e, "invite", args, 0, "[--name NAME] [--no-qr]", func(f *flags) {
+		name = f.String("name", "", "the name your contacts see in the link")
+		noQR = f.Bool("no-qr", false, "do not print the QR code")
+	})
 	if err != nil {
 		return helpOK(err)
 	}
-	if len(pos) != 0 {
-		return usagef("usage: parley invite [--name NAME] [--no-qr]")
-	}
-	home, err := f.homeDir()
-	if err != nil {
-		return err
-	}
-	c := clientFor(home)
 	inv, err := c.Invite(ctx, *name)
 	if err != nil {
 		return err
@@ -59,20 +53,14 @@ func runInvite(ctx context.Context, e *env, args []string) error {
 }
 
 func runAdd(ctx context.Context, e *env, args []string) error {
-	f := newFlags(e, "add", true)
-	name := f.String("name", "", "name for the contact (default: the name in the link)")
-	pos, err := f.parse(args)
+	var name *string
+	c, f, pos, err := clientCmd(e, "add", args, 1, "LINK|PEERID [--name NAME]", func(f *flags) {
+		name = f.String("name", "", "name for the contact (default: the name in the link)")
+	})
 	if err != nil {
 		return helpOK(err)
 	}
-	if len(pos) != 1 {
-		return usagef("usage: parley add LINK|PEERID [--name NAME]")
-	}
-	home, err := f.homeDir()
-	if err != nil {
-		return err
-	}
-	ct, err := clientFor(home).AddContact(ctx, pos[0], *name)
+	ct, err := c.AddContact(ctx, pos[0], *name)
 	if err != nil {
 		return err
 	}
@@ -122,21 +110,15 @@ func runContacts(ctx context.Context, e *env, args []string) error {
 }
 
 func runVerify(ctx context.Context, e *env, args []string) error {
-	f := newFlags(e, "verify", true)
-	confirm := f.Bool("confirm", false, "mark the contact verified (after comparing the number in person or on a trusted channel)")
-	noQR := f.Bool("no-qr", false, "do not print the QR code")
-	pos, err := f.parse(args)
+	var confirm *bool
+	var noQR *bool
+	c, f, pos, err := clientCmd(e, "verify", args, 1, "NAME [--confirm]", func(f *flags) {
+		confirm = f.Bool("confirm", false, "mark the contact verified (after comparing the number in person or on a trusted channel)")
+		noQR = f.Bool("no-qr", false, "do not print the QR code")
+	})
 	if err != nil {
 		return helpOK(err)
 	}
-	if len(pos) != 1 {
-		return usagef("usage: parley verify NAME [--confirm]")
-	}
-	home, err := f.homeDir()
-	if err != nil {
-		return err
-	}
-	c := clientFor(home)
 	var sn apitype.SafetyNumber
 	if *confirm {
 		sn, err = c.Verify(ctx, pos[0])
@@ -211,23 +193,17 @@ func runSend(ctx context.Context, e *env, args []string) error {
 }
 
 func runLog(ctx context.Context, e *env, args []string) error {
-	f := newFlags(e, "log", true)
-	limit := f.Int("limit", 50, "how many of the latest messages to print (0: all)")
-	pos, err := f.parse(args)
+	var limit *int
+	c, f, pos, err := clientCmd(e, "log", args, 1, "NAME|#room [--limit N]", func(f *flags) {
+		limit = f.Int("limit", 50, "how many of the latest messages to print (0: all)")
+	})
 	if err != nil {
 		return helpOK(err)
-	}
-	if len(pos) != 1 {
-		return usagef("usage: parley log NAME|#room [--limit N]")
 	}
 	if *limit < 0 {
 		return usagef("--limit must not be negative")
 	}
-	home, err := f.homeDir()
-	if err != nil {
-		return err
-	}
-	ms, err := clientFor(home).Log(ctx, pos[0], *limit)
+	ms, err := c.Log(ctx, pos[0], *limit)
 	if err != nil {
 		return err
 	}
@@ -286,20 +262,17 @@ func runWatch(ctx context.Context, e *env, args []string) error {
 }
 
 func runSearch(ctx context.Context, e *env, args []string) error {
-	f := newFlags(e, "search", true)
-	limit := f.Int("limit", 100, "how many results at most")
-	pos, err := f.parse(args)
+	var limit *int
+	c, f, pos, err := clientCmd(e, "search", args, -1, "TEXT", func(f *flags) {
+		limit = f.Int("limit", 100, "how many results at most")
+	})
 	if err != nil {
 		return helpOK(err)
 	}
 	if len(pos) == 0 {
 		return usagef("usage: parley search TEXT")
 	}
-	home, err := f.homeDir()
-	if err != nil {
-		return err
-	}
-	ms, err := clientFor(home).Search(ctx, strings.Join(pos, " "), *limit)
+	ms, err := c.Search(ctx, strings.Join(pos, " "), *limit)
 	if err != nil {
 		return err
 	}
