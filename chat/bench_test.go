@@ -47,7 +47,7 @@ func BenchmarkDirect(b *testing.B) {
 
 	// Throughput: queue many messages, wait until all are acked. Events are
 	// drained concurrently so the subscription never falls behind.
-	n := max(b.N, 5000)
+	n := max(b.N, 10000)
 	acked := make(chan struct{})
 	go func() {
 		defer close(acked)
@@ -60,9 +60,9 @@ func BenchmarkDirect(b *testing.B) {
 			}
 		}
 	}()
-	// 16 concurrent senders, as several clients of one node would be; their
+	// 64 concurrent senders, as several clients of one node would be; their
 	// sends share transactions (group commit).
-	const senders = 16
+	const senders = 64
 	start := time.Now()
 	var wg sync.WaitGroup
 	for w := range senders {

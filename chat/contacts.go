@@ -138,6 +138,7 @@ func (s *Service) AddContact(ctx context.Context, linkOrID, name string) (Contac
 	if err != nil {
 		return Contact{}, fmt.Errorf("add contact: %w", err)
 	}
+	s.names.Clear()
 	if len(addrs) > 0 {
 		s.host.Peerstore().AddAddrs(id, addrs, peerstore.AddressTTL)
 		s.db.RememberPeer(ctx, peer.AddrInfo{ID: id, Addrs: addrs}, s.now())
@@ -195,6 +196,22 @@ func (s *Service) Resolve(ctx context.Context, nameOrID string) (Contact, error)
 		return s.contactByID(ctx, id)
 	}
 	return Contact{}, fmt.Errorf("%w %q (add it with `parley add LINK --name %s`)", ErrUnknownContact, nameOrID, nameOrID)
+}
+
+// resolveCached is Resolve for the send path: it caches the name and peer
+// ID of a contact (only those: other fields change), so a busy sender does
+// not wait for the database to look the name up each time. AddContact
+// clears the cache.
+func (s *Service) resolveCached(ctx context.Context, nameOrID string) (Contact, error) {
+	if c, ok := s.names.Load(nameOrID); ok {
+		return c.(Contact), nil
+	}
+	c, err := s.Resolve(ctx, nameOrID)
+	if err != nil {
+		return c, err
+	}
+	s.names.Store(nameOrID, Contact{ID: c.ID, Name: c.Name})
+	return c, nil
 }
 
 // Contacts lists contacts by name.

@@ -93,7 +93,7 @@ func (s *Service) SendWithID(ctx context.Context, to, text string, id []byte) (a
 	if !utf8.ValidString(text) {
 		return apitype.Message{}, errors.New("message is not valid UTF-8")
 	}
-	c, err := s.Resolve(ctx, to)
+	c, err := s.resolveCached(ctx, to)
 	if err != nil {
 		return apitype.Message{}, err
 	}
@@ -108,14 +108,32 @@ func (s *Service) SendWithID(ctx context.Context, to, text string, id []byte) (a
 	return s.commitSend(ctx, c, text, id)
 }
 
-func (s *Service) nextSeq(ctx context.Context, tx *sql.Tx, conv string) (uint64, error) {
-	var seq uint64
-	err := s.db.QueryRow(ctx, tx, `INSERT INTO conv_seq(conv, next_out) VALUES(?, 2)
-		ON CONFLICT(conv) DO UPDATE SET next_out = next_out + 1 RETURNING next_out - 1`, conv).Scan(&seq)
-	if err != nil {
-		return 0, fmt.Errorf("next sequence number: %w", err)
+// nextSeqLocked assigns the next outgoing sequence number of conv from the
+// in-memory counter (loaded from conv_seq on first use); the batch writes
+// the counters back with flushSeqs in the same transaction. s.mu is held.
+func (s *Service) nextSeqLocked(ctx context.Context, tx *sql.Tx, conv string) (uint64, error) {
+	next, ok := s.seqs[conv]
+	if !ok {
+		err := s.db.QueryRow(ctx, tx, "SELECT next_out FROM conv_seq WHERE conv = ?", conv).Scan(&next)
+		if errors.Is(err, sql.ErrNoRows) {
+			next = 1
+		} else if err != nil {
+			return 0, fmt.Errorf("next sequence number: %w", err)
+		}
 	}
-	return seq, nil
+	s.seqs[conv] = next + 1
+	return next, nil
+}
+
+// flushSeqs stores the counters of the convs a batch used.
+func (s *Service) flushSeqs(ctx context.Context, tx *sql.Tx, convs map[string]bool) error {
+	for conv := range convs {
+		if _, err := s.db.Exec(ctx, tx, `INSERT INTO conv_seq(conv, next_out) VALUES(?, ?)
+			ON CONFLICT(conv) DO UPDATE SET next_out = excluded.next_out`, conv, s.seqs[conv]); err != nil {
+			return fmt.Errorf("store sequence number: %w", err)
+		}
+	}
+	return nil
 }
 
 func (s *Service) enqueue(ctx context.Context, tx *sql.Tx, to peer.ID, frameID, payload []byte, now time.Time) error {

@@ -85,11 +85,16 @@ func (s *Service) commitSend(ctx context.Context, c Contact, text string, id []b
 func (s *Service) commitSends(ctx context.Context, batch []*sendReq) {
 	s.mu.Lock()
 	touched := map[peer.ID]*e2e.Channel{}
+	convs := map[string]bool{}
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
 		for _, r := range batch {
+			convs[str(r.c.ID)] = true
 			if err := s.insertSend(ctx, tx, r, touched); err != nil {
 				return err
 			}
+		}
+		if err := s.flushSeqs(ctx, tx, convs); err != nil {
+			return err
 		}
 		for p, ch := range touched {
 			if err := s.saveChannel(ctx, tx, p, ch); err != nil {
@@ -101,6 +106,9 @@ func (s *Service) commitSends(ctx context.Context, batch []*sendReq) {
 	if err != nil {
 		for p := range touched {
 			s.dropChannelLocked(p)
+		}
+		for conv := range convs {
+			delete(s.seqs, conv) // reload the committed counter next time
 		}
 		for _, r := range batch {
 			if _, plain := s.plainPending[r.c.ID]; !plain {
@@ -130,7 +138,7 @@ func (s *Service) insertSend(ctx context.Context, tx *sql.Tx, r *sendReq, touche
 	if r.id == nil {
 		r.id = newID()
 	}
-	seq, err := s.nextSeq(ctx, tx, str(r.c.ID))
+	seq, err := s.nextSeqLocked(ctx, tx, str(r.c.ID))
 	if err != nil {
 		return err
 	}

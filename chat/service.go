@@ -60,8 +60,11 @@ type Service struct {
 	// encryption (true) or certainly do not (false); absent means unknown.
 	// Send encrypts inline only when it is false, so frames leave in order.
 	plainPending map[peer.ID]bool // guarded by mu
+	// seqs caches conv_seq.next_out per conversation.
+	seqs map[string]uint64 // guarded by mu
 
 	group groupCommit
+	names sync.Map // contact name or peer ID -> Contact{ID, Name}; see resolveCached
 	stats struct{ acked, retryLater, rejected atomic.Uint64 }
 
 	prekeyLimit *limiter
@@ -97,6 +100,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		events:       newBus(),
 		channels:     make(map[peer.ID]*e2e.Channel),
 		plainPending: make(map[peer.ID]bool),
+		seqs:         make(map[string]uint64),
 		prekeyLimit:  newLimiter(prekeyBurst, prekeyEvery),
 		deliverers:   make(map[peer.ID]*deliverer),
 		kick:         make(chan peer.ID, 256),

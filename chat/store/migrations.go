@@ -194,4 +194,12 @@ var migrations = []string{
 	// 6: the deliverer looks for payloads still waiting for encryption on
 	// every pass; a partial index makes that independent of the queue length.
 	`CREATE INDEX outbox_plain ON outbox(peer_id, n) WHERE envelope IS NULL;`,
+	// 7: a contacts-only mailbox accepts deposits only under tags that one
+	// of the recipients it serves registered by fetching with their
+	// preimages; until is a UTC day, so registrations of one day share it,
+	// and WITHOUT ROWID stores them in tag order, not in arrival order.
+	`CREATE TABLE mailbox_tags (
+		tag   BLOB PRIMARY KEY,
+		until INTEGER NOT NULL
+	) WITHOUT ROWID;`,
 }
