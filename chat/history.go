@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -221,11 +222,7 @@ func (s *Service) Conversations(ctx context.Context) ([]apitype.Conversation, er
 }
 
 func sortConversations(cs []apitype.Conversation) {
-	for i := 1; i < len(cs); i++ {
-		for j := i; j > 0 && cs[j].Last.After(cs[j-1].Last); j-- {
-			cs[j], cs[j-1] = cs[j-1], cs[j]
-		}
-	}
+	sort.SliceStable(cs, func(i, j int) bool { return cs[i].Last.After(cs[j].Last) })
 }
 
 // Rooms is what the room service offers the history and API layers.
