@@ -170,6 +170,7 @@ func (n *Node) startMailbox(ctx context.Context) error {
 		Host:   n.host,
 		DB:     n.db,
 		Router: n.disc,
+		PSK:    n.psk,
 		Logger: n.log.With("subsystem", "mailbox"),
 	}
 	switch {

@@ -51,8 +51,9 @@ func rawRequest(t *testing.T, from *peertest.Running, to peer.ID, b []byte) *wir
 	return &resp
 }
 
-// TestAbuseIsRefused: strangers, floods, oversized, malformed and foreign
-// fetches are refused with a clear error, and bob's items survive them.
+// TestAbuseIsRefused: strangers, deposits under unregistered tags, floods,
+// oversized, malformed and foreign fetches are refused with a clear error,
+// and bob's items survive them.
 func TestAbuseIsRefused(t *testing.T) {
 	ctx := context.Background()
 	m := peertest.Start(t, peertest.Config(t, peertest.Home(t)), nil)
@@ -71,21 +72,27 @@ func TestAbuseIsRefused(t *testing.T) {
 	}
 	mid := m.Host().ID()
 
-	// bob's secret and three deposits under today's tag.
+	// bob's secret; bob registers today's tag by fetching with its
+	// preimage, then a stranger (anyone: depositors are anonymous)
+	// deposits three items under it.
 	var secret mailbox.Secret
 	copy(secret[:], bytes.Repeat([]byte{7}, 32))
 	day := mailbox.DayOf(time.Now())
 	tag := secret.Tag(day)
+	k := secret.FetchKey(day)
+	if resp, err := bob.Mailbox().Request(ctx, mid, fetch(k[:])); err != nil || len(resp.Items) != 0 {
+		t.Fatalf("registering fetch: %d items, %v", len(resp.GetItems()), err)
+	}
 	for i := range 3 {
 		blob, err := secret.Seal(bytes.Repeat([]byte{byte(i)}, 16), []byte("envelope"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := bob.Mailbox().Request(ctx, mid, deposit(tag[:], blob)); err != nil {
+		if _, err := stranger.Mailbox().Request(ctx, mid, deposit(tag[:], blob)); err != nil {
 			t.Fatalf("deposit %d: %v", i, err)
 		}
 		// Idempotent: the same frame again is OK and stored once.
-		if _, err := bob.Mailbox().Request(ctx, mid, deposit(tag[:], blob)); err != nil {
+		if _, err := stranger.Mailbox().Request(ctx, mid, deposit(tag[:], blob)); err != nil {
 			t.Fatalf("re-deposit %d: %v", i, err)
 		}
 	}
@@ -93,9 +100,21 @@ func TestAbuseIsRefused(t *testing.T) {
 		t.Fatalf("stored %d, want 3", got)
 	}
 
-	t.Run("non-contact depositor", func(t *testing.T) {
-		_, err := stranger.Mailbox().Request(ctx, mid, deposit(tag[:], []byte("x")))
+	t.Run("unregistered tag", func(t *testing.T) {
+		other := secret.Tag(day - 30) // a tag nobody registered
+		for _, r := range []*peertest.Running{stranger, carol} {
+			_, err := r.Mailbox().Request(ctx, mid, deposit(other[:], []byte("x")))
+			wantRefused(t, err, wirepb.MailboxStatus_MAILBOX_STATUS_REJECTED, "unregistered tag")
+		}
+	})
+	t.Run("non-contact cannot register", func(t *testing.T) {
+		var s2 mailbox.Secret
+		copy(s2[:], bytes.Repeat([]byte{8}, 32))
+		k2, t2 := s2.FetchKey(day), s2.Tag(day)
+		_, err := stranger.Mailbox().Request(ctx, mid, fetch(k2[:]))
 		wantRefused(t, err, wirepb.MailboxStatus_MAILBOX_STATUS_REJECTED, "serves only its owner's contacts")
+		_, err = stranger.Mailbox().Request(ctx, mid, deposit(t2[:], []byte("x")))
+		wantRefused(t, err, wirepb.MailboxStatus_MAILBOX_STATUS_REJECTED, "unregistered tag")
 	})
 	t.Run("non-contact fetch", func(t *testing.T) {
 		k := secret.FetchKey(day)
@@ -103,8 +122,11 @@ func TestAbuseIsRefused(t *testing.T) {
 		wantRefused(t, err, wirepb.MailboxStatus_MAILBOX_STATUS_REJECTED, "serves only its owner's contacts")
 	})
 	t.Run("over quota", func(t *testing.T) {
-		_, err := bob.Mailbox().Request(ctx, mid, deposit(tag[:], []byte("a fourth blob")))
-		wantRefused(t, err, wirepb.MailboxStatus_MAILBOX_STATUS_QUOTA_EXCEEDED, "quota exceeded")
+		// The quota follows the tag, whoever deposits.
+		for _, r := range []*peertest.Running{stranger, carol, bob} {
+			_, err := r.Mailbox().Request(ctx, mid, deposit(tag[:], []byte("a fourth blob")))
+			wantRefused(t, err, wirepb.MailboxStatus_MAILBOX_STATUS_QUOTA_EXCEEDED, "quota exceeded")
+		}
 	})
 	t.Run("oversized blob", func(t *testing.T) {
 		_, err := carol.Mailbox().Request(ctx, mid, deposit(tag[:], make([]byte, wire.MaxEnvelopeSize+1)))
@@ -157,7 +179,6 @@ func TestAbuseIsRefused(t *testing.T) {
 	})
 
 	// Nothing of bob's was lost or revealed: he fetches all three.
-	k := secret.FetchKey(day)
 	resp, err := bob.Mailbox().Request(ctx, mid, fetch(k[:]))
 	if err != nil || len(resp.Items) != 3 {
 		t.Fatalf("bob fetched %d items, %v", len(resp.GetItems()), err)

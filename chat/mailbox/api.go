@@ -85,7 +85,7 @@ func (s *Service) Status(ctx context.Context) (apitype.MailboxStatus, error) {
 		return apitype.MailboxStatus{}, err
 	}
 	st := apitype.MailboxStatus{
-		Serving: string(serve), QuotaItems: lim.DepositorItems, QuotaBytes: lim.DepositorBytes, TTLDays: lim.ttlDays(),
+		Serving: string(serve), QuotaItems: lim.TagItems, QuotaBytes: lim.TagBytes, TTLDays: lim.ttlDays(),
 		Stored: items, StoredBytes: bytes, Use: []string{}, LastDrain: s.LastDrain(),
 	}
 	for _, p := range s.Mailboxes() {

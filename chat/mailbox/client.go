@@ -9,6 +9,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -67,22 +68,34 @@ func (s *Service) reach(ctx context.Context, m peer.ID) error {
 	return nil
 }
 
-// Request sends one request to mailbox m and returns its answer; a
-// response that is not OK comes back as a *RefusedError. A request to
-// this node itself is served locally.
+// Request sends one request to mailbox m from this node's own identity and
+// returns its answer; a response that is not OK comes back as a
+// *RefusedError. A request to this node itself is served locally. Fetch
+// and Delete go this way; Deposit sends deposits from a throwaway identity
+// instead.
 func (s *Service) Request(ctx context.Context, m peer.ID, req *wirepb.MailboxRequest) (*wirepb.MailboxResponse, error) {
 	req.Version = wire.Version
 	if m == s.host.ID() {
-		resp, err := s.serveLocal(ctx, req)
-		if err != nil {
-			return nil, err
-		}
-		return resp, checkResponse(m, resp)
+		return s.requestLocal(ctx, req)
 	}
 	if err := s.reach(ctx, m); err != nil {
 		return nil, err
 	}
-	st, err := s.host.NewStream(network.WithAllowLimitedConn(ctx, "parley-mailbox"), m, wire.ProtocolMailbox)
+	return roundTrip(ctx, s.host, m, req)
+}
+
+func (s *Service) requestLocal(ctx context.Context, req *wirepb.MailboxRequest) (*wirepb.MailboxResponse, error) {
+	resp, err := s.serveLocal(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return resp, checkResponse(s.host.ID(), resp)
+}
+
+// roundTrip sends req to m on a new stream of h, which must be connected to
+// it, and reads the answer.
+func roundTrip(ctx context.Context, h host.Host, m peer.ID, req *wirepb.MailboxRequest) (*wirepb.MailboxResponse, error) {
+	st, err := h.NewStream(network.WithAllowLimitedConn(ctx, "parley-mailbox"), m, wire.ProtocolMailbox)
 	if err != nil {
 		return nil, fmt.Errorf("mailbox %s: open stream: %w", m, err)
 	}
@@ -120,7 +133,7 @@ func (s *Service) serveLocal(ctx context.Context, req *wirepb.MailboxRequest) (*
 	}
 	switch op := req.Op.(type) {
 	case *wirepb.MailboxRequest_Deposit:
-		return s.srv.deposit(ctx, s.host.ID(), op.Deposit)
+		return s.srv.deposit(ctx, op.Deposit)
 	case *wirepb.MailboxRequest_Fetch:
 		return s.srv.fetch(ctx, op.Fetch)
 	case *wirepb.MailboxRequest_Delete:
@@ -135,6 +148,10 @@ func (s *Service) serveLocal(ctx context.Context, req *wirepb.MailboxRequest) (*
 // deposited there. Depositing in all of them costs a little storage and
 // makes a loss or an outage of one mailbox harmless. It returns an error
 // only if no mailbox took the frames.
+//
+// The deposits of one call (one round) leave from one throwaway libp2p
+// host with a fresh identity, closed before Deposit returns: a mailbox
+// never sees this node's peer ID on a deposit.
 func (s *Service) Deposit(ctx context.Context, to peer.ID, frames []chat.OutFrame) error {
 	mbs, secret, ok, err := s.listOf(ctx, to)
 	if err != nil || !ok || len(mbs) == 0 {
@@ -159,6 +176,27 @@ func (s *Service) Deposit(ctx context.Context, to peer.ID, frames []chat.OutFram
 		blobs = append(blobs, sealed{f.ID, b})
 	}
 	tag := secret.Tag(DayOf(s.now()))
+	// What each mailbox still lacks; a throwaway host only if some remote
+	// mailbox lacks something.
+	todo := make(map[peer.ID][]sealed, len(mbs))
+	remote := false
+	for _, m := range mbs {
+		for _, b := range blobs {
+			var done int
+			if s.db.QueryRow(ctx, nil, "SELECT 1 FROM mailbox_sent WHERE frame_id = ? AND mailbox = ?", b.id, m.String()).Scan(&done) == nil {
+				continue
+			}
+			todo[m] = append(todo[m], b)
+		}
+		remote = remote || (len(todo[m]) > 0 && m != s.host.ID())
+	}
+	var h host.Host
+	if remote {
+		if h, err = newThrowaway(s.cfg.PSK); err != nil {
+			return fmt.Errorf("mailbox deposit: %w", err)
+		}
+		defer h.Close()
+	}
 	var (
 		wg   = make(chan error, len(mbs))
 		okN  int
@@ -166,16 +204,23 @@ func (s *Service) Deposit(ctx context.Context, to peer.ID, frames []chat.OutFram
 	)
 	for _, m := range mbs {
 		go func() {
-			n := 0
+			n := len(blobs) - len(todo[m])
 			var derr error
-			for _, b := range blobs {
-				var done int
-				if s.db.QueryRow(ctx, nil, "SELECT 1 FROM mailbox_sent WHERE frame_id = ? AND mailbox = ?", b.id, m.String()).Scan(&done) == nil {
-					n++
-					continue
+			if len(todo[m]) > 0 && m != s.host.ID() {
+				derr = s.connectThrowaway(ctx, h, m)
+			}
+			for _, b := range todo[m] {
+				if derr != nil {
+					break
 				}
-				_, err := s.Request(ctx, m, &wirepb.MailboxRequest{Op: &wirepb.MailboxRequest_Deposit{
-					Deposit: &wirepb.Deposit{Tag: tag[:], Blob: b.blob}}})
+				req := &wirepb.MailboxRequest{Version: wire.Version, Op: &wirepb.MailboxRequest_Deposit{
+					Deposit: &wirepb.Deposit{Tag: tag[:], Blob: b.blob}}}
+				var err error
+				if m == s.host.ID() {
+					_, err = s.requestLocal(ctx, req)
+				} else {
+					_, err = roundTrip(ctx, h, m, req)
+				}
 				if err != nil {
 					derr = err
 					break
@@ -213,6 +258,14 @@ func (s *Service) Deposit(ctx context.Context, to peer.ID, frames []chat.OutFram
 // clock skew; one day ahead is covered too.
 func (s *Service) drainDays() int64 {
 	return s.srv.limits.Load().ttlDays() + 1
+}
+
+// registerDays is how many days ahead a drain presents fetch keys. A
+// contacts-only mailbox accepts deposits only under tags registered this
+// way, so it must cover the days the recipient may stay offline: the TTL,
+// after which items would expire anyway.
+func (s *Service) registerDays() int64 {
+	return s.srv.limits.Load().ttlDays()
 }
 
 type tagOwner struct {
@@ -253,7 +306,7 @@ func (s *Service) Drain(ctx context.Context) (int, error) {
 		}
 		var sec Secret
 		copy(sec[:], b)
-		for d := today - Day(s.drainDays()); d <= today+1; d++ {
+		for d := today - Day(s.drainDays()); d <= today+Day(s.registerDays()); d++ {
 			k := sec.FetchKey(d)
 			owners[TagOf(k[:])] = tagOwner{p, sec}
 			keys = append(keys, k[:])

@@ -21,9 +21,10 @@ type testNet struct {
 }
 
 // newNet starts n user-node mailboxes (serving their contacts), alice and
-// bob; the mailboxes have both as contacts, alice and bob have each other,
-// and bob uses every mailbox. It waits until alice holds bob's list and a
-// first message has set up the session.
+// bob; the mailboxes have bob (the recipient) as a contact but not alice
+// (the depositor), alice and bob have each other, and bob uses every
+// mailbox. It waits until bob has drained (and so registered his tags),
+// alice holds bob's list and a first message has set up the session.
 func newNet(t testing.TB, n int, bootstrapMailbox bool) *testNet {
 	t.Helper()
 	ctx := context.Background()
@@ -52,7 +53,6 @@ func newNet(t testing.TB, n int, bootstrapMailbox bool) *testNet {
 	var ids []peer.ID
 	for _, m := range tn.mailboxes {
 		if !bootstrapMailbox {
-			befriend(t, m, tn.alice, "alice")
 			befriend(t, m, tn.bob, "bob")
 		}
 		ids = append(ids, m.Host().ID())
@@ -60,6 +60,9 @@ func newNet(t testing.TB, n int, bootstrapMailbox bool) *testNet {
 	if err := tn.bob.Mailbox().Use(ctx, ids, false); err != nil {
 		t.Fatal(err)
 	}
+	peertest.Eventually(t, 30*time.Second, "bob drains his mailboxes", func() bool {
+		return !tn.bob.Mailbox().LastDrain().IsZero()
+	})
 	aev, cancel := tn.alice.Chat().Subscribe()
 	defer cancel()
 	first := send(t, tn.alice, "bob", "before")

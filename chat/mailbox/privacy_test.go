@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	_ "modernc.org/sqlite"
 
@@ -91,4 +94,40 @@ func queryStrings(db *sql.DB, q string) ([]string, error) {
 		out = append(out, s)
 	}
 	return out, rows.Err()
+}
+
+// TestMailboxNeverSeesSender records the remote peer of every stream the
+// mailbox accepts while alice deposits 5 frames for bob, and checks that
+// alice's peer ID is never among them: deposits come from throwaway
+// identities, one per deposit round.
+func TestMailboxNeverSeesSender(t *testing.T) {
+	const n = 5
+	tn := newNet(t, 1, false)
+	m := tn.mailboxes[0]
+	var (
+		mu   sync.Mutex
+		seen = map[peer.ID]int{}
+	)
+	m.Mailbox().OnStream(func(p peer.ID) {
+		mu.Lock()
+		seen[p]++
+		mu.Unlock()
+	})
+	alice, bob := tn.alice.Host().ID(), tn.bob.Host().ID()
+	tn.sendOffline(n)
+
+	mu.Lock()
+	defer mu.Unlock()
+	if seen[alice] > 0 {
+		t.Fatalf("the mailbox saw alice's peer ID on %d streams", seen[alice])
+	}
+	deposits := 0
+	for p, k := range seen {
+		if p != bob && p != m.Host().ID() {
+			deposits += k
+		}
+	}
+	if deposits < n {
+		t.Fatalf("the mailbox saw %d streams from throwaway identities, want at least %d (seen: %v)", deposits, n, seen)
+	}
 }

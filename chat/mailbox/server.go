@@ -28,14 +28,15 @@ import (
 // default.
 type Limits struct {
 	// TTL is how long an item is kept if nobody deletes it (default 14
-	// days), and the window over which a depositor's quota is counted.
+	// days), and how long a recipient's tag registration lasts.
 	TTL time.Duration
-	// DepositorItems and DepositorBytes bound what one depositor (the
-	// remote peer of the depositing connection) may deposit within TTL
-	// (defaults 1000 items, 16 MiB). Deleting items does not give quota
-	// back: the count is of deposits, so deposit-delete cycles cannot flood.
-	DepositorItems int
-	DepositorBytes int64
+	// TagItems and TagBytes bound what may be deposited under one
+	// recipient tag (one sender-recipient pair, one UTC day; defaults 1000
+	// items, 16 MiB). Depositors are anonymous, so the quota follows the
+	// tag, not the depositor. Deleting items does not give quota back: the
+	// count is of deposits, so deposit-delete cycles cannot flood.
+	TagItems int
+	TagBytes int64
 	// TotalItems and TotalBytes bound everything stored (defaults 100,000
 	// items, 1 GiB).
 	TotalItems int
@@ -44,22 +45,22 @@ type Limits struct {
 
 // Defaults of Limits.
 const (
-	DefaultTTL            = 14 * 24 * time.Hour
-	DefaultDepositorItems = 1000
-	DefaultDepositorBytes = 16 << 20
-	DefaultTotalItems     = 100_000
-	DefaultTotalBytes     = 1 << 30
+	DefaultTTL        = 14 * 24 * time.Hour
+	DefaultTagItems   = 1000
+	DefaultTagBytes   = 16 << 20
+	DefaultTotalItems = 100_000
+	DefaultTotalBytes = 1 << 30
 )
 
 func (l Limits) withDefaults() Limits {
 	if l.TTL <= 0 {
 		l.TTL = DefaultTTL
 	}
-	if l.DepositorItems <= 0 {
-		l.DepositorItems = DefaultDepositorItems
+	if l.TagItems <= 0 {
+		l.TagItems = DefaultTagItems
 	}
-	if l.DepositorBytes <= 0 {
-		l.DepositorBytes = DefaultDepositorBytes
+	if l.TagBytes <= 0 {
+		l.TagBytes = DefaultTagBytes
 	}
 	if l.TotalItems <= 0 {
 		l.TotalItems = DefaultTotalItems
@@ -77,21 +78,27 @@ func (l Limits) ttlDays() int64 { return int64((l.TTL + 24*time.Hour - 1) / (24 
 const responseBudget = wire.MaxMailboxResponse - 8<<10
 
 // server answers /parley/mailbox/1 from the node's database. It stores for
-// each item a random id, the tag, the blob, its digest and the time; never
-// who deposited it. Quota usage is counted per HMAC of the depositor's
-// peer ID under a key kept in the database (meta mailbox.usage_key) and per
-// day, in a table that no item refers to.
+// each item a random id, the tag, the blob, its digest and the time; it
+// never learns who deposited it, since depositors connect under throwaway
+// identities. Quota usage is counted per HMAC of the tag under a key kept
+// in the database (meta mailbox.usage_key) and per day, in a table that no
+// item refers to.
 type server struct {
 	host   host.Host
 	db     *store.DB
 	log    *slog.Logger
 	now    func() time.Time
 	limits atomic.Pointer[Limits]
-	// allow decides who may use the mailbox; nil allows every peer that
-	// can connect (a bootstrap node on a private network).
+	// allow decides who may fetch and delete, and whose fetches register
+	// tags; nil allows every peer that can connect and accepts deposits
+	// under any tag (a bootstrap node on a private network). When it is
+	// set (a user node serving its contacts), deposits are accepted only
+	// under registered tags.
 	allow    func(ctx context.Context, p peer.ID) bool
 	usageKey []byte
 	on       atomic.Bool
+	// onStream, when set (tests), sees the remote peer of every stream.
+	onStream atomic.Pointer[func(peer.ID)]
 }
 
 func (s *server) loadKey(ctx context.Context) error {
@@ -126,6 +133,9 @@ func (s *server) stop() {
 func (s *server) handle(ctx context.Context, st network.Stream) {
 	defer st.Close()
 	remote := st.Conn().RemotePeer()
+	if f := s.onStream.Load(); f != nil {
+		(*f)(remote)
+	}
 	st.SetReadDeadline(time.Now().Add(wire.ReadTimeout))
 	resp := s.serve(ctx, remote, st)
 	if resp.Status != wirepb.MailboxStatus_MAILBOX_STATUS_OK {
@@ -162,14 +172,14 @@ func (s *server) serve(ctx context.Context, remote peer.ID, st io.Reader) *wirep
 		}
 		return refuse(wirepb.MailboxStatus_MAILBOX_STATUS_REJECTED, "invalid request: %v", err)
 	}
-	if s.allow != nil && !s.allow(ctx, remote) {
+	if _, dep := req.Op.(*wirepb.MailboxRequest_Deposit); !dep && s.allow != nil && !s.allow(ctx, remote) {
 		return refuse(wirepb.MailboxStatus_MAILBOX_STATUS_REJECTED, "not served: this mailbox serves only its owner's contacts")
 	}
 	var resp *wirepb.MailboxResponse
 	var err error
 	switch op := req.Op.(type) {
 	case *wirepb.MailboxRequest_Deposit:
-		resp, err = s.deposit(ctx, remote, op.Deposit)
+		resp, err = s.deposit(ctx, op.Deposit)
 	case *wirepb.MailboxRequest_Fetch:
 		resp, err = s.fetch(ctx, op.Fetch)
 	case *wirepb.MailboxRequest_Delete:
@@ -184,22 +194,37 @@ func (s *server) serve(ctx context.Context, remote peer.ID, st io.Reader) *wirep
 
 var okResponse = &wirepb.MailboxResponse{Status: wirepb.MailboxStatus_MAILBOX_STATUS_OK}
 
-// who is the quota key of a depositor.
-func (s *server) who(p peer.ID) []byte {
+// who is the quota key of a tag.
+func (s *server) who(tag []byte) []byte {
 	m := hmac.New(sha256.New, s.usageKey)
-	m.Write([]byte(p))
+	m.Write(tag)
 	return m.Sum(nil)
 }
 
-func (s *server) deposit(ctx context.Context, remote peer.ID, d *wirepb.Deposit) (*wirepb.MailboxResponse, error) {
+// deposit stores a blob under a tag. The depositor is anonymous: on a
+// contacts-only mailbox the tag must have been registered by a served
+// recipient (see register), elsewhere any tag is taken; either way within
+// the per-tag quota and the global caps.
+func (s *server) deposit(ctx context.Context, d *wirepb.Deposit) (*wirepb.MailboxResponse, error) {
 	lim := s.limits.Load()
 	now := s.now()
 	digest := sha256.Sum256(d.Blob)
-	who := s.who(remote)
+	who := s.who(d.Tag)
 	day := DayOf(now)
 	var resp *wirepb.MailboxResponse
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
 		var one int
+		if s.allow != nil {
+			err := s.db.QueryRow(ctx, tx, "SELECT 1 FROM mailbox_tags WHERE tag = ? AND until >= ?", d.Tag, int64(day)).Scan(&one)
+			if errors.Is(err, sql.ErrNoRows) {
+				resp = refuse(wirepb.MailboxStatus_MAILBOX_STATUS_REJECTED,
+					"unregistered tag: this mailbox keeps deposits only for its owner's contacts, under tags they registered")
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+		}
 		err := s.db.QueryRow(ctx, tx, `SELECT 1 FROM mailbox_items WHERE digest = ?
 			UNION ALL SELECT 1 FROM mailbox_gone WHERE digest = ?`, digest[:], digest[:]).Scan(&one)
 		if err == nil {
@@ -214,10 +239,10 @@ func (s *server) deposit(ctx context.Context, remote peer.ID, d *wirepb.Deposit)
 			WHERE who = ? AND day > ?`, who, int64(day)-lim.ttlDays()).Scan(&items, &bytes); err != nil {
 			return err
 		}
-		if items+1 > int64(lim.DepositorItems) || bytes+int64(len(d.Blob)) > lim.DepositorBytes {
+		if items+1 > int64(lim.TagItems) || bytes+int64(len(d.Blob)) > lim.TagBytes {
 			resp = refuse(wirepb.MailboxStatus_MAILBOX_STATUS_QUOTA_EXCEEDED,
-				"quota exceeded: each depositor may store %d items or %d bytes per %d days here; deposit elsewhere or retry later",
-				lim.DepositorItems, lim.DepositorBytes, lim.ttlDays())
+				"quota exceeded: each recipient tag may receive %d items or %d bytes here; deposit elsewhere or retry later",
+				lim.TagItems, lim.TagBytes)
 			return nil
 		}
 		var total, totalBytes int64
@@ -247,7 +272,8 @@ func (s *server) deposit(ctx context.Context, remote peer.ID, d *wirepb.Deposit)
 // fetch returns the items under the tags that the fetch keys name. A
 // request that presents a stored tag itself instead of its preimage is
 // refused: only the recipient (and the one contact sharing the secret)
-// knows the preimages.
+// knows the preimages. On a contacts-only mailbox a fetch also registers
+// the tags of its keys (register).
 func (s *server) fetch(ctx context.Context, f *wirepb.Fetch) (*wirepb.MailboxResponse, error) {
 	limit := int(f.Limit)
 	if limit <= 0 || limit > wire.MaxFetchItems {
@@ -270,6 +296,11 @@ func (s *server) fetch(ctx context.Context, f *wirepb.Fetch) (*wirepb.MailboxRes
 	if !errors.Is(err, sql.ErrNoRows) {
 		return nil, err
 	}
+	if s.allow != nil {
+		if err := s.register(ctx, args); err != nil {
+			return nil, err
+		}
+	}
 	rows, err := s.db.Query(ctx, nil, "SELECT id, tag, blob, received_at FROM mailbox_items WHERE tag IN "+in+
 		" ORDER BY received_at, rowid LIMIT ?", append(args, limit)...)
 	if err != nil {
@@ -290,6 +321,24 @@ func (s *server) fetch(ctx context.Context, f *wirepb.Fetch) (*wirepb.MailboxRes
 		resp.Items = append(resp.Items, it)
 	}
 	return resp, rows.Err()
+}
+
+// register lets deposits in under tags, until TTL days from today. Only
+// served recipients reach it (fetch after allow), over their own
+// authenticated connection, and only by presenting preimages, so a
+// registered tag is one that a recipient can fetch. Rows hold the tag and
+// a day, nothing that groups the tags of one recipient.
+func (s *server) register(ctx context.Context, tags []any) error {
+	until := int64(DayOf(s.now())) + s.limits.Load().ttlDays()
+	return s.db.Tx(ctx, func(tx *sql.Tx) error {
+		for _, t := range tags {
+			if _, err := s.db.Exec(ctx, tx, `INSERT INTO mailbox_tags(tag, until) VALUES(?, ?)
+				ON CONFLICT(tag) DO UPDATE SET until = max(until, excluded.until)`, t, until); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // delete removes items by id. Ids are random 128-bit capabilities handed
@@ -323,8 +372,8 @@ func (s *server) delete(ctx context.Context, d *wirepb.Delete) (*wirepb.MailboxR
 	return okResponse, nil
 }
 
-// expire drops items older than TTL, stale tombstones and usage rows that
-// left the quota window.
+// expire drops items older than TTL, stale tombstones, expired tag
+// registrations and usage rows that left the quota window.
 func (s *server) expire(ctx context.Context) error {
 	lim := s.limits.Load()
 	now := s.now()
@@ -333,6 +382,9 @@ func (s *server) expire(ctx context.Context) error {
 			return err
 		}
 		if _, err := s.db.Exec(ctx, tx, "DELETE FROM mailbox_gone WHERE until < ?", now.UnixMilli()); err != nil {
+			return err
+		}
+		if _, err := s.db.Exec(ctx, tx, "DELETE FROM mailbox_tags WHERE until < ?", int64(DayOf(now))); err != nil {
 			return err
 		}
 		_, err := s.db.Exec(ctx, tx, "DELETE FROM mailbox_usage WHERE day <= ?", int64(DayOf(now))-lim.ttlDays())

@@ -27,7 +27,7 @@ func FuzzServe(f *testing.F) {
 	}
 	f.Cleanup(func() { db.Close() })
 	s := &server{db: db, log: slog.New(slog.NewTextHandler(io.Discard, nil)), now: time.Now, usageKey: make([]byte, 32)}
-	lim := Limits{DepositorItems: 50}.withDefaults()
+	lim := Limits{TagItems: 50}.withDefaults()
 	s.limits.Store(&lim)
 	var sec Secret
 	k := sec.FetchKey(DayOf(time.Now()))

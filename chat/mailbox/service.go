@@ -17,6 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/pnet"
 
 	"github.com/parley-im/parley/chat"
 	"github.com/parley-im/parley/chat/store"
@@ -61,12 +62,15 @@ type Config struct {
 	DB     *store.DB
 	Chat   Chat       // nil on a bootstrap node
 	Router PeerRouter // optional
+	// PSK is the private network's key (nil on the public network): the
+	// throwaway hosts that make deposits need it to reach a mailbox.
+	PSK pnet.PSK
 	// Serve is the serving mode of a bootstrap node (ServeNetwork or
 	// ServeOff). On a user node (Chat set) it is ignored: the mode is what
 	// `parley mailbox enable` stored.
 	Serve Serve
 	// Limits are the quotas; on a user node `mailbox enable --quota`
-	// overrides DepositorItems.
+	// overrides TagItems.
 	Limits Limits
 	// Defaults are the mailboxes used when the user never ran `mailbox
 	// use`: on a private network, its bootstrap peers; only those that
@@ -149,7 +153,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		}
 		if q, ok, _ := cfg.DB.GetMeta(ctx, metaQuota); ok {
 			if n, err := strconv.Atoi(q); err == nil && n > 0 {
-				lim.DepositorItems = n
+				lim.TagItems = n
 			}
 		}
 		s.srv.allow = func(ctx context.Context, p peer.ID) bool { return cfg.Chat.ContactName(ctx, p) != "" }
@@ -341,8 +345,8 @@ func (s *Service) pickDefaults(ctx context.Context) {
 	}
 }
 
-// Enable turns serving for contacts on (quota > 0 sets the per-depositor
-// item quota) or off.
+// Enable turns serving for contacts on (quota > 0 sets the per-tag item
+// quota) or off.
 func (s *Service) Enable(ctx context.Context, on bool, quota int) error {
 	if s.chat == nil {
 		return errors.New("mailbox enable: a bootstrap node serves with --mailbox")
@@ -359,7 +363,7 @@ func (s *Service) Enable(ctx context.Context, on bool, quota int) error {
 			return err
 		}
 		lim := *s.srv.limits.Load()
-		lim.DepositorItems = quota
+		lim.TagItems = quota
 		s.srv.limits.Store(&lim)
 	}
 	s.mu.Lock()
