@@ -76,6 +76,15 @@ func TestDHTLookups(t *testing.T) {
 	t.Run("without bootstrap", func(t *testing.T) {
 		bootID := boot.Host().ID()
 		boot.Stop(t)
+		// The first phase made every node forget most others; let each
+		// refill its routing table from the rest (as the DHT does on its
+		// own every few minutes) before looking peers up without the
+		// bootstrap node.
+		for i, n := range nodes {
+			if err := <-n.Discovery().DHT().ForceRefresh(); err != nil {
+				t.Logf("node %d: routing table refresh: %v", i, err)
+			}
+		}
 		// Every node looks up five others, none of them its neighbour in
 		// start order (which may share the bootstrap's view).
 		lookupAll(t, nodes, func(i int) []int {
