@@ -13,7 +13,7 @@ func init() {
 }
 
 const mailboxUsage = `usage:
-  parley mailbox enable [--quota N]      serve a mailbox for your contacts (N items per contact per 14 days)
+  parley mailbox enable [--quota N]      serve a mailbox for your contacts (N items per sender–recipient tag per day)
   parley mailbox enable --off            stop serving
   parley mailbox use PEER...             drain these mailboxes (peer IDs, at most 8) and tell your contacts
   parley mailbox use --none              use no mailbox
@@ -95,7 +95,7 @@ func printMailbox(e *env, st apitype.MailboxStatus) {
 	case "off":
 		fmt.Fprintln(e.stdout, "serving:   off")
 	default:
-		fmt.Fprintf(e.stdout, "serving:   %s (quota %d items / %d MiB per depositor per %d days)\n",
+		fmt.Fprintf(e.stdout, "serving:   %s (quota %d items / %d MiB per recipient tag per day, kept %d days)\n",
 			st.Serving, st.QuotaItems, st.QuotaBytes>>20, st.TTLDays)
 		fmt.Fprintf(e.stdout, "stored:    %d items, %d bytes\n", st.Stored, st.StoredBytes)
 	}

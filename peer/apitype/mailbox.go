@@ -8,7 +8,7 @@ type MailboxStatus struct {
 	// user node after `parley mailbox enable`) or "network" (a bootstrap
 	// node started with --mailbox).
 	Serving string `json:"serving"`
-	// Quota is the per-depositor limit within TTLDays.
+	// Quota is the limit per recipient tag (one sender–recipient pair) per day.
 	QuotaItems int   `json:"quota_items"`
 	QuotaBytes int64 `json:"quota_bytes"`
 	TTLDays    int64 `json:"ttl_days"`
@@ -27,7 +27,7 @@ type MailboxStatus struct {
 // MailboxEnableRequest is the body of POST /v1/mailbox/enable.
 type MailboxEnableRequest struct {
 	Off   bool `json:"off,omitempty"`   // stop serving
-	Quota int  `json:"quota,omitempty"` // items per depositor; 0 keeps the current one
+	Quota int  `json:"quota,omitempty"` // items per recipient tag per day; 0 keeps the current one
 }
 
 // MailboxUseRequest is the body of POST /v1/mailbox/use.
