@@ -175,47 +175,94 @@ func insertMessage(ctx context.Context, tx *sql.Tx, id ID, msgID []byte, from pe
 
 // readLoop stores what the room's subscription delivers.
 func (s *Service) readLoop(ctx context.Context, r *room, sub *pubsub.Subscription) {
-	for {
-		msg, err := sub.Next(ctx)
-		if err != nil {
-			return
+	// A reader feeds the loop so that messages which arrive together are
+	// stored in one transaction (under load, one commit per burst instead of
+	// one per message).
+	recs := make(chan *wirepb.SyncedMessage, ingestBatch)
+	go func() {
+		defer close(recs)
+		for {
+			msg, err := sub.Next(ctx)
+			if err != nil {
+				return
+			}
+			recs <- &wirepb.SyncedMessage{From: msg.Message.From, Data: msg.Data, Seqno: msg.Seqno, Signature: msg.Signature, Key: msg.Key}
 		}
-		rec := &wirepb.SyncedMessage{From: msg.Message.From, Data: msg.Data, Seqno: msg.Seqno, Signature: msg.Signature, Key: msg.Key}
-		if err := s.ingest(ctx, r, rec); err != nil && ctx.Err() == nil {
+	}()
+	for rec := range recs {
+		batch := []*wirepb.SyncedMessage{rec}
+	more:
+		for len(batch) < ingestBatch {
+			select {
+			case next, ok := <-recs:
+				if !ok {
+					break more
+				}
+				batch = append(batch, next)
+			default:
+				break more
+			}
+		}
+		if err := s.ingest(ctx, r, batch...); err != nil && ctx.Err() == nil {
 			s.log.Warn("store room message", "room", r.id, "err", err)
 		}
 	}
 }
 
-// ingest stores a verified message in the room log and, when its sender
-// key is known, decrypts it into the messages table and publishes an event.
-func (s *Service) ingest(ctx context.Context, r *room, rec *wirepb.SyncedMessage) error {
-	m, err := wire.DecodeRoomMessage(rec.Data)
+// ingestBatch bounds how many live messages share one transaction.
+const ingestBatch = 64
+
+// ingest stores verified messages in the room log, in one transaction, and,
+// when their sender keys are known, decrypts them into the messages table
+// and publishes events.
+func (s *Service) ingest(ctx context.Context, r *room, recs ...*wirepb.SyncedMessage) error {
+	type item struct {
+		rec *wirepb.SyncedMessage
+		m   *wirepb.RoomMessage
+	}
+	items := make([]item, 0, len(recs))
+	for _, rec := range recs {
+		m, err := wire.DecodeRoomMessage(rec.Data)
+		if err != nil {
+			s.log.Info("undecodable room message", "room", r.id, "err", err)
+			continue
+		}
+		s.hlc.observe(m.Hlc)
+		items = append(items, item{rec, m})
+	}
+	s.cryptoMu.Lock()
+	defer s.cryptoMu.Unlock()
+	var shown []*apitype.Message
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		shown = shown[:0]
+		for _, it := range items {
+			author := peer.ID(it.rec.From)
+			res, err := s.db.Exec(ctx, tx, `INSERT INTO room_log(room, msg_id, hlc, epoch, sender, data, seqno, signature, key, status)
+				VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+				r.id[:], it.m.MsgId, it.m.Hlc, it.m.Epoch, author.String(), it.rec.Data, it.rec.Seqno, it.rec.Signature, it.rec.Key, statusWaiting)
+			if err != nil {
+				return err
+			}
+			if k, _ := res.RowsAffected(); k == 0 {
+				continue // already logged
+			}
+			msg, err := s.showLocked(ctx, tx, r, author, it.m)
+			if err != nil {
+				return err
+			}
+			if msg != nil {
+				shown = append(shown, msg)
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return err
 	}
-	author := peer.ID(rec.From)
-	s.hlc.observe(m.Hlc)
-	s.cryptoMu.Lock()
-	defer s.cryptoMu.Unlock()
-	var shown *apitype.Message
-	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
-		res, err := s.db.Exec(ctx, tx, `INSERT INTO room_log(room, msg_id, hlc, epoch, sender, data, seqno, signature, key, status)
-			VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-			r.id[:], m.MsgId, m.Hlc, m.Epoch, author.String(), rec.Data, rec.Seqno, rec.Signature, rec.Key, statusWaiting)
-		if err != nil {
-			return err
-		}
-		if k, _ := res.RowsAffected(); k == 0 {
-			return nil // already logged
-		}
-		shown, err = s.showLocked(ctx, tx, r, author, m)
-		return err
-	})
-	if err == nil && shown != nil {
-		s.chat.Publish(apitype.Event{Type: "message", Time: s.now(), Message: shown})
+	for _, msg := range shown {
+		s.chat.Publish(apitype.Event{Type: "message", Time: s.now(), Message: msg})
 	}
-	return err
+	return nil
 }
 
 // showLocked turns a logged message into a row of the messages table if it
