@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/parley-im/parley/discovery"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -334,35 +335,11 @@ func (s *Service) queued(ctx context.Context, p peer.ID) (int, error) {
 // reach makes sure there is a connection to p: known addresses first, then
 // the address book, then a DHT lookup.
 func (s *Service) reach(ctx context.Context, p peer.ID) error {
-	if s.online(p) {
-		return nil
+	var router discovery.PeerRouter
+	if s.router != nil {
+		router = s.router
 	}
-	// A relayed (limited) connection is enough: the E2E layer protects the
-	// content, and DCUtR upgrades the connection when it can. Without this,
-	// Connect would wait for a direct connection until the timeout.
-	ctx, cancel := context.WithTimeout(network.WithAllowLimitedConn(ctx, "parley-dm"), dialTimeout)
-	defer cancel()
-	if len(s.host.Peerstore().Addrs(p)) > 0 {
-		if err := s.host.Connect(ctx, peer.AddrInfo{ID: p}); err == nil {
-			return nil
-		}
-	}
-	if sp, ok, _ := s.db.LookupPeer(ctx, p); ok {
-		if err := s.host.Connect(ctx, sp.Info); err == nil {
-			return nil
-		}
-	}
-	if s.router == nil {
-		return fmt.Errorf("peer %s unreachable", p)
-	}
-	info, err := s.router.FindPeer(ctx, p)
-	if err != nil {
-		return fmt.Errorf("peer %s unreachable: %w", p, err)
-	}
-	if err := s.host.Connect(ctx, info); err != nil {
-		return fmt.Errorf("peer %s unreachable: %w", p, err)
-	}
-	return nil
+	return discovery.Reach(ctx, s.host, s.db.Remembered, router, p, dialTimeout, "parley-dm")
 }
 
 // ensureSession starts an E2E session with p from its prekey bundle if none exists.

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/parley-im/parley/discovery"
 	"slices"
 	"sort"
 	"time"
@@ -39,31 +40,12 @@ const dialTimeout = 20 * time.Second
 
 // reach makes sure there is a connection to mailbox m.
 func (s *Service) reach(ctx context.Context, m peer.ID) error {
-	if c := s.host.Network().Connectedness(m); c == network.Connected || c == network.Limited {
-		return nil
+	var router discovery.PeerRouter
+	if s.cfg.Router != nil {
+		router = s.cfg.Router
 	}
-	// A relayed (limited) connection is good enough for a deposit or a fetch.
-	ctx, cancel := context.WithTimeout(network.WithAllowLimitedConn(ctx, "parley-mailbox"), dialTimeout)
-	defer cancel()
-	if len(s.host.Peerstore().Addrs(m)) > 0 {
-		if err := s.host.Connect(ctx, peer.AddrInfo{ID: m}); err == nil {
-			return nil
-		}
-	}
-	if sp, ok, _ := s.db.LookupPeer(ctx, m); ok {
-		if err := s.host.Connect(ctx, sp.Info); err == nil {
-			return nil
-		}
-	}
-	if s.cfg.Router == nil {
-		return fmt.Errorf("mailbox %s unreachable", m)
-	}
-	info, err := s.cfg.Router.FindPeer(ctx, m)
-	if err == nil {
-		err = s.host.Connect(ctx, info)
-	}
-	if err != nil {
-		return fmt.Errorf("mailbox %s unreachable: %w", m, err)
+	if err := discovery.Reach(ctx, s.host, s.db.Remembered, router, m, dialTimeout, "parley-mailbox"); err != nil {
+		return fmt.Errorf("mailbox %s: %w", m, err)
 	}
 	return nil
 }

@@ -82,3 +82,13 @@ func (db *DB) queryPeers(ctx context.Context, tail string, args ...any) ([]SeenP
 	}
 	return out, rows.Err()
 }
+
+// Remembered looks a peer up in the address book, in the shape
+// discovery.Reach takes.
+func (db *DB) Remembered(ctx context.Context, id peer.ID) (peer.AddrInfo, bool) {
+	sp, ok, err := db.LookupPeer(ctx, id)
+	if err != nil || !ok {
+		return peer.AddrInfo{}, false
+	}
+	return sp.Info, true
+}
