@@ -543,3 +543,10 @@ func TestAdversarialPeer(t *testing.T) {
 		}
 	}
 }
+
+// messages returns a copy of what the member has sent the attacker so far.
+func (a *attacker) messages() []*pb.Message {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]*pb.Message(nil), a.got...)
+}
