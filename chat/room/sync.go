@@ -42,15 +42,34 @@ func (s *Service) requestSync(id ID, p peer.ID) {
 	}
 }
 
-// syncLoop runs sync jobs one at a time, and asks every room to sync every
-// minute.
+// relayedSyncInterval is how often a member pulls the history of members
+// it reaches only through a relay: gossipsub never uses relayed (limited)
+// connections, so for them this pull is what delivers room messages.
+const relayedSyncInterval = 5 * time.Second
+
+// syncLoop runs sync jobs one at a time, asks every room to sync every
+// minute, and pulls from relay-only members every relayedSyncInterval.
 func (s *Service) syncLoop(ctx context.Context) {
 	tick := time.NewTicker(time.Minute)
 	defer tick.Stop()
+	relayed := time.NewTicker(relayedSyncInterval)
+	defer relayed.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-relayed.C:
+			for _, j := range s.relayOnlyMembers() {
+				r := s.room(j.room)
+				if r == nil {
+					continue
+				}
+				if n, err := s.Sync(ctx, r.name, j.peer); err != nil && ctx.Err() == nil {
+					s.log.Debug("room sync over relay", "room", j.room, "peer", j.peer, "err", err)
+				} else if n > 0 {
+					s.log.Info("room sync over relay", "room", j.room, "peer", j.peer, "new", n)
+				}
+			}
 		case <-tick.C:
 			s.mu.RLock()
 			for id := range s.rooms {
@@ -365,4 +384,24 @@ func (s *Service) serveSync(remote peer.ID, req *wirepb.RoomSyncRequest) *wirepb
 		resp.Messages = append(resp.Messages, &m)
 	}
 	return resp
+}
+
+// relayOnlyMembers lists, for every room, the current members this node is
+// connected to only through a relay.
+func (s *Service) relayOnlyMembers() []syncJob {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []syncJob
+	for id, r := range s.rooms {
+		cur := r.current()
+		if cur == nil {
+			continue
+		}
+		for p := range cur.roles {
+			if p != s.self() && s.host.Network().Connectedness(p) == network.Limited {
+				out = append(out, syncJob{id, p})
+			}
+		}
+	}
+	return out
 }

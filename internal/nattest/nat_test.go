@@ -3,6 +3,7 @@ package nattest_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -194,7 +195,57 @@ func TestRelayedChat(t *testing.T) {
 		t.Fatalf("alice's connection to bob is not relayed through %s: %+v", w.bootID, p)
 	}
 	t.Logf("alice -> bob: relayed=%v addr=%s", p.Relayed, p.Addr)
+
+	// A private room over the same relayed connection. Gossipsub never uses
+	// relayed connections, so between these two the room runs on history
+	// sync, pulled every few seconds from relay-only members.
+	if _, err := w.alice.CLI("room", "create", "team"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.alice.CLI("room", "invite", "team", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if err := nattest.Poll(roomDeadline, func(ctx context.Context) error {
+		rooms, err := w.bob.Client.Rooms(ctx)
+		if err != nil {
+			return err
+		}
+		for _, r := range rooms {
+			if r.Name == "#team" {
+				return nil
+			}
+		}
+		return errors.New("bob is not in #team yet")
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range []struct {
+		from, to *nattest.Node
+		text     string
+	}{{w.alice, w.bob, "hello team, through the relay"}, {w.bob, w.alice, "bob to the team, through the relay"}} {
+		sent := time.Now()
+		if _, err := x.from.CLI("send", "#team", x.text); err != nil {
+			t.Fatal(err)
+		}
+		if err := nattest.Poll(roomDeadline, func(ctx context.Context) error {
+			log, err := x.to.Client.Log(ctx, "#team", 100)
+			if err != nil {
+				return err
+			}
+			if !slices.ContainsFunc(log, func(m apitype.Message) bool { return m.Text == x.text }) {
+				return fmt.Errorf("%q not read yet", x.text)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("room message %q arrived after %v", x.text, time.Since(sent).Round(time.Millisecond))
+	}
 }
+
+// roomDeadline is well under the minute of the general history sync: a
+// room message arriving within it came by the relay-only pull.
+const roomDeadline = 20 * time.Second
 
 // TestHolePunch: behind two port-preserving NATs, the relayed connection
 // between alice and bob is upgraded to a direct one by DCUtR, and messages
