@@ -1,6 +1,6 @@
 module github.com/parley-im/parley
 
-go 1.26.8
+go 1.26.6
 
 require (
 	github.com/charmbracelet/bubbles v1.0.0
