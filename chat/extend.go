@@ -112,13 +112,10 @@ func (s *Service) depositOffline(ctx context.Context, p peer.ID) {
 		s.log.Warn("encrypt for mailbox", "peer", p, "err", err)
 		return
 	}
-	frames, err := s.readyFrames(ctx, p, 0)
-	if err != nil || len(frames) == 0 {
+	// Every waiting frame, not only the next batch the deliverer would send.
+	out, err := s.PendingFrames(ctx, p)
+	if err != nil || len(out) == 0 {
 		return
-	}
-	out := make([]OutFrame, len(frames))
-	for i, f := range frames {
-		out[i] = OutFrame{ID: f.id, Envelope: f.envelope}
 	}
 	if err := s.mailbox.Deposit(ctx, p, out); err != nil {
 		s.log.Info("mailbox deposit failed", "peer", p, "err", err)

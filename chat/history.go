@@ -53,11 +53,7 @@ func (s *Service) scanMessages(rows *sql.Rows) ([]apitype.Message, error) {
 }
 
 func (s *Service) messageByID(ctx context.Context, id []byte) (apitype.Message, error) {
-	rows, err := s.db.Query(ctx, nil, "SELECT "+messageCols+messageFrom+" WHERE m.id = ?", id)
-	if err != nil {
-		return apitype.Message{}, err
-	}
-	ms, err := s.scanMessages(rows)
+	ms, err := s.messagesByIDs(ctx, [][]byte{id})
 	if err != nil {
 		return apitype.Message{}, err
 	}

@@ -35,7 +35,7 @@ const maxPendingFrames = 4096
 // hands to Deposit.
 func (s *Service) PendingFrames(ctx context.Context, p peer.ID) ([]OutFrame, error) {
 	rows, err := s.db.Query(ctx, nil, "SELECT frame_id, envelope FROM outbox WHERE peer_id = ? AND envelope IS NOT NULL ORDER BY n LIMIT ?",
-		p.String(), maxPendingFrames)
+		str(p), maxPendingFrames)
 	if err != nil {
 		return nil, fmt.Errorf("read outbox: %w", err)
 	}
