@@ -14,6 +14,13 @@ const ftsInterval = time.Second
 
 // indexMessages adds every message not yet indexed to messages_fts.
 func (s *Service) indexMessages(ctx context.Context) error {
+	// A read first: on an idle node there is nothing to index, and a write
+	// transaction every second would only take the write lock.
+	var pending bool
+	err := s.db.QueryRow(ctx, nil, `SELECT coalesce(max(n), 0) > coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'fts_indexed'), 0) FROM messages`).Scan(&pending)
+	if err != nil || !pending {
+		return err
+	}
 	return s.db.Tx(ctx, func(tx *sql.Tx) error {
 		var done string
 		if err := s.db.QueryRow(ctx, tx, "SELECT value FROM meta WHERE key = 'fts_indexed'").Scan(&done); err != nil {
