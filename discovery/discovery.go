@@ -229,7 +229,7 @@ func (d *Discovery) remember(ctx context.Context, e event.EvtPeerIdentificationC
 		return
 	}
 	addrs := e.ListenAddrs
-	if len(addrs) == 0 && e.Conn != nil && !isRelayed(e.Conn.RemoteMultiaddr()) {
+	if len(addrs) == 0 && e.Conn != nil && !IsRelayed(e.Conn.RemoteMultiaddr()) {
 		addrs = []ma.Multiaddr{e.Conn.RemoteMultiaddr()}
 	}
 	d.rememberInfo(ctx, peer.AddrInfo{ID: e.Peer, Addrs: addrs})
@@ -244,7 +244,8 @@ func (d *Discovery) rememberInfo(ctx context.Context, info peer.AddrInfo) {
 	}
 }
 
-func isRelayed(a ma.Multiaddr) bool {
+// IsRelayed reports whether a is a relay (p2p-circuit) address.
+func IsRelayed(a ma.Multiaddr) bool {
 	_, err := a.ValueForProtocol(ma.P_CIRCUIT)
 	return err == nil
 }

@@ -441,7 +441,7 @@ func (n *Node) savedListen() []ma.Multiaddr {
 func (n *Node) saveListen(addrs []ma.Multiaddr) {
 	strs := make([]string, 0, len(addrs))
 	for _, a := range addrs {
-		if _, err := a.ValueForProtocol(ma.P_CIRCUIT); err == nil {
+		if discovery.IsRelayed(a) {
 			continue // the relay transport's pseudo-listener
 		}
 		strs = append(strs, a.String())

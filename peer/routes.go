@@ -12,6 +12,7 @@ import (
 	lpeer "github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/parley-im/parley/discovery"
 	"github.com/parley-im/parley/peer/apitype"
 	"github.com/parley-im/parley/peer/localapi"
 )
@@ -192,13 +193,12 @@ func directionString(d network.Direction) string {
 }
 
 func isRelayedConn(c network.Conn) bool {
-	_, err := c.RemoteMultiaddr().ValueForProtocol(ma.P_CIRCUIT)
-	return err == nil || c.Stat().Limited
+	return discovery.IsRelayed(c.RemoteMultiaddr()) || c.Stat().Limited
 }
 
 // relayOf returns the relay peer of a /p2p/R/p2p-circuit address.
 func relayOf(a ma.Multiaddr) (string, bool) {
-	if _, err := a.ValueForProtocol(ma.P_CIRCUIT); err != nil {
+	if !discovery.IsRelayed(a) {
 		return "", false
 	}
 	id, err := a.ValueForProtocol(ma.P_P2P)
