@@ -335,11 +335,7 @@ func (s *Service) queued(ctx context.Context, p peer.ID) (int, error) {
 // reach makes sure there is a connection to p: known addresses first, then
 // the address book, then a DHT lookup.
 func (s *Service) reach(ctx context.Context, p peer.ID) error {
-	var router discovery.PeerRouter
-	if s.router != nil {
-		router = s.router
-	}
-	return discovery.Reach(ctx, s.host, s.db.Remembered, router, p, dialTimeout, "parley-dm")
+	return discovery.Reach(ctx, s.host, s.db.Remembered, s.router, p, dialTimeout, "parley-dm")
 }
 
 // ensureSession starts an E2E session with p from its prekey bundle if none exists.

@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/parley-im/parley/discovery"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -25,9 +26,7 @@ import (
 )
 
 // PeerRouter finds a peer's addresses (the DHT).
-type PeerRouter interface {
-	FindPeer(ctx context.Context, id peer.ID) (peer.AddrInfo, error)
-}
+type PeerRouter = discovery.PeerRouter
 
 // Config is what the service needs from the node.
 type Config struct {
