@@ -1,6 +1,7 @@
 package main
 
 import (
+	"regexp"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -13,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/pnet"
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/parley-im/parley/cmd/parley/tui"
 	"github.com/parley-im/parley/peer/client"
 )
 
@@ -33,6 +35,7 @@ func TestScripts(t *testing.T) {
 			"nodevars":  cmdNodeVars,
 			"exitcode":  cmdExitCode,
 			"validjson": cmdValidJSON,
+			"waitlog":   cmdWaitLog,
 		},
 	})
 }
@@ -121,6 +124,29 @@ func cmdExitCode(ts *testscript.TestScript, neg bool, args []string) {
 	if got != want {
 		ts.Fatalf("%s exited with status %d, want %d", args[1], got, want)
 	}
+}
+
+// waitlog HOME CONV REGEXP waits until a message line of conversation CONV
+// in HOME matches REGEXP (as `parley log` prints it).
+func cmdWaitLog(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: waitlog HOME CONV REGEXP")
+	}
+	re, err := regexp.Compile(args[2])
+	ts.Check(err)
+	c := client.New(ts.MkAbs(args[0]))
+	poll(ts, args[2]+" in the log of "+args[1], func(ctx context.Context) error {
+		ms, err := c.Log(ctx, args[1], 0)
+		if err != nil {
+			return err
+		}
+		for _, m := range ms {
+			if re.MatchString(tui.Line(m)) {
+				return nil
+			}
+		}
+		return errors.New("no line matches")
+	})
 }
 
 // validjson checks that the last command's stdout is one JSON value.
