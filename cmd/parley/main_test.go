@@ -1,12 +1,12 @@
 package main
 
 import (
-	"regexp"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"os/exec"
+	"regexp"
 	"strconv"
 	"testing"
 	"time"
