@@ -22,14 +22,10 @@ const mailboxUsage = `usage:
   parley mailbox drain                   fetch waiting messages from your mailboxes now`
 
 func runMailbox(ctx context.Context, e *env, args []string) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprintln(e.stderr, mailboxUsage)
-		if len(args) == 0 {
-			return usagef("parley mailbox: missing verb")
-		}
-		return nil
+	verb, done, err := subVerb(e, "mailbox", mailboxUsage, args)
+	if done {
+		return err
 	}
-	verb := args[0]
 	f := newFlags(e, "mailbox "+verb, true)
 	quota := f.Int("quota", 0, "enable: items each contact may deposit per 14 days (default 1000)")
 	off := f.Bool("off", false, "enable: stop serving")

@@ -64,15 +64,25 @@ func orDash(s string) string {
 	return s
 }
 
-func runRoom(ctx context.Context, e *env, args []string) error {
+// subVerb returns the verb of a "parley NAME VERB ..." command. done is
+// true when there is no verb to run: the usage has been printed to stderr
+// and err is what the command returns.
+func subVerb(e *env, name, usage string, args []string) (verb string, done bool, err error) {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprintln(e.stderr, roomUsage)
+		fmt.Fprintln(e.stderr, usage)
 		if len(args) == 0 {
-			return usagef("parley room: missing verb")
+			return "", true, usagef("parley %s: missing verb", name)
 		}
-		return nil
+		return "", true, nil
 	}
-	verb := args[0]
+	return args[0], false, nil
+}
+
+func runRoom(ctx context.Context, e *env, args []string) error {
+	verb, done, err := subVerb(e, "room", roomUsage, args)
+	if done {
+		return err
+	}
 	f := newFlags(e, "room "+verb, true)
 	public := f.Bool("public", false, "create: a public room (clear text, joined by name)")
 	link := f.Bool("link", false, "invite: print a parley://room/ link instead of inviting a contact")
