@@ -10,7 +10,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/parley-im/parley/chat/wire"
-	"github.com/parley-im/parley/chat/wire/wirepb"
 )
 
 // MaxSkew bounds how far a live message's hlc may be from our clock.
@@ -252,5 +251,3 @@ func (c *hlcClock) observe(h uint64) {
 		c.last = h
 	}
 }
-
-var _ = wirepb.Role_ROLE_MEMBER
