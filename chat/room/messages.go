@@ -259,9 +259,7 @@ func (s *Service) ingest(ctx context.Context, r *room, recs ...*wirepb.SyncedMes
 	if err != nil {
 		return err
 	}
-	for _, msg := range shown {
-		s.chat.Publish(apitype.Event{Type: "message", Time: s.now(), Message: msg})
-	}
+	s.publish(shown)
 	return nil
 }
 
@@ -359,6 +357,11 @@ func (s *Service) showWaiting(ctx context.Context, r *room, ep uint64, author pe
 		s.log.Warn("show waiting room messages", "room", r.id, "err", err)
 		return
 	}
+	s.publish(shown)
+}
+
+// publish announces messages newly shown to the user.
+func (s *Service) publish(shown []*apitype.Message) {
 	for _, m := range shown {
 		s.chat.Publish(apitype.Event{Type: "message", Time: s.now(), Message: m})
 	}
