@@ -40,6 +40,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parley-im/parley/peer/apitype"
 	"github.com/parley-im/parley/peer/client"
 )
 
@@ -440,12 +441,7 @@ func (n *Node) dumpLog(t testing.TB) {
 func (n *Node) Addr(transport string) string {
 	t := n.Host.net.t
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	id, err := n.Client.ID(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	id := n.id()
 	for _, a := range id.Addrs {
 		if !strings.HasPrefix(a, "/ip4/"+n.Host.IP+"/") {
 			continue
@@ -461,6 +457,12 @@ func (n *Node) Addr(transport string) string {
 
 // PeerID returns the node's peer ID.
 func (n *Node) PeerID() string {
+	n.Host.net.t.Helper()
+	return n.id().PeerID
+}
+
+// id asks the node for its identity, failing the test if it cannot.
+func (n *Node) id() apitype.ID {
 	t := n.Host.net.t
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -469,7 +471,7 @@ func (n *Node) PeerID() string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return id.PeerID
+	return id
 }
 
 // CLI runs the parley binary (in the test's own namespace: it only talks
