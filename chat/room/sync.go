@@ -355,7 +355,7 @@ func (s *Service) serveSync(remote peer.ID, req *wirepb.RoomSyncRequest) *wirepb
 	if limit <= 0 || limit > wire.MaxSyncMessages {
 		limit = wire.MaxSyncMessages
 	}
-	rows, err := s.db.SQL().Query(`SELECT sender, data, seqno, signature, key FROM room_log
+	rows, err := s.db.Query(context.Background(), nil, `SELECT sender, data, seqno, signature, key FROM room_log
 		WHERE room = ? AND hlc > ? ORDER BY hlc, msg_id LIMIT ?`, id[:], req.AfterHlc, limit+1)
 	if err != nil {
 		return fail("storage")
