@@ -18,8 +18,10 @@ const (
 	limiterMaxPeers = 4096
 )
 
-// limiter is a token bucket per peer.
-type limiter struct {
+// Limiter is a token bucket per peer: burst tokens at most, one more every
+// interval. It remembers at most limiterMaxPeers peers, forgetting the one
+// seen longest ago. The prekey endpoint and room validators use it.
+type Limiter struct {
 	burst float64
 	every time.Duration
 
@@ -32,12 +34,13 @@ type bucket struct {
 	last   time.Time
 }
 
-func newLimiter(burst int, every time.Duration) *limiter {
-	return &limiter{burst: float64(burst), every: every, buckets: make(map[peer.ID]*bucket)}
+// NewLimiter returns a limiter of burst tokens refilled one every every.
+func NewLimiter(burst int, every time.Duration) *Limiter {
+	return &Limiter{burst: float64(burst), every: every, buckets: make(map[peer.ID]*bucket)}
 }
 
-// allow takes a token for p if one is left.
-func (l *limiter) allow(p peer.ID, now time.Time) bool {
+// Allow takes a token for p if one is left.
+func (l *Limiter) Allow(p peer.ID, now time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b, ok := l.buckets[p]
@@ -57,7 +60,7 @@ func (l *limiter) allow(p peer.ID, now time.Time) bool {
 	return true
 }
 
-func (l *limiter) evictLocked() {
+func (l *Limiter) evictLocked() {
 	var oldest peer.ID
 	var at time.Time
 	for p, b := range l.buckets {

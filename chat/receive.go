@@ -316,7 +316,7 @@ func (s *Service) handlePrekeys(ctx context.Context, st network.Stream) {
 	switch {
 	case req.Version != 1:
 		resp.Error = fmt.Sprintf("unsupported prekey protocol version %d", req.Version)
-	case !s.prekeyLimit.allow(remote, s.now()):
+	case !s.prekeyLimit.Allow(remote, s.now()):
 		resp.Error = "rate limited: too many prekey requests, try again later"
 		s.log.Warn("prekey request over budget", "peer", remote)
 	default:

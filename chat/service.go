@@ -66,7 +66,7 @@ type Service struct {
 	names sync.Map // contact name or peer ID -> Contact{ID, Name}; see resolveCached
 	stats struct{ acked, retryLater, rejected atomic.Uint64 }
 
-	prekeyLimit *limiter
+	prekeyLimit *Limiter
 
 	// rooms, if set, serves '#room' conversations; onPayload receives
 	// payloads this package does not handle (room invites, sender keys).
@@ -100,7 +100,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		channels:     make(map[peer.ID]*e2e.Channel),
 		plainPending: make(map[peer.ID]bool),
 		seqs:         make(map[string]uint64),
-		prekeyLimit:  newLimiter(prekeyBurst, prekeyEvery),
+		prekeyLimit:  NewLimiter(prekeyBurst, prekeyEvery),
 		deliverers:   make(map[peer.ID]*deliverer),
 		kick:         make(chan peer.ID, 256),
 	}

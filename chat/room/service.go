@@ -60,7 +60,7 @@ type Service struct {
 
 	ps       *pubsub.PubSub
 	psCancel context.CancelFunc
-	rate     *rateLimiter
+	rate     *chat.Limiter
 	hlc      hlcClock
 
 	// mu guards the in-memory view of the rooms; it is never held across a
@@ -147,7 +147,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		now:   cfg.Now,
 		cfg:   cfg,
 		rooms: make(map[ID]*room),
-		rate:  newRateLimiter(cfg.RateBurst, cfg.RateEvery),
+		rate:  chat.NewLimiter(cfg.RateBurst, cfg.RateEvery),
 		inbox: make(chan struct{}, 1),
 		syncs: make(chan syncJob, 64),
 	}

@@ -309,7 +309,7 @@ func (s *Service) serveSync(remote peer.ID, req *wirepb.RoomSyncRequest) *wirepb
 	if err := wire.ValidateRoomSyncRequest(req); err != nil {
 		return fail("invalid request")
 	}
-	if !s.rate.allow(peer.ID("sync/"+remote), s.now()) {
+	if !s.rate.Allow(peer.ID("sync/"+remote), s.now()) {
 		return fail("rate limited")
 	}
 	id, _ := idFromBytes(req.RoomId)

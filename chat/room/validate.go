@@ -98,7 +98,7 @@ func (s *Service) validator(id ID) pubsub.ValidatorEx {
 			return pubsub.ValidationAccept
 		}
 		v := s.check(id, msg.GetFrom(), msg.Data, true)
-		if v.result == pubsub.ValidationAccept && !s.rate.allow(msg.GetFrom(), s.now()) {
+		if v.result == pubsub.ValidationAccept && !s.rate.Allow(msg.GetFrom(), s.now()) {
 			v = authorFault("author over its rate limit")
 		}
 		if v.authorOnly && from != msg.GetFrom() {
@@ -177,51 +177,6 @@ func (s *Service) logged(id ID, msgID []byte) bool {
 	var one int
 	err := s.db.QueryRow(context.Background(), nil, "SELECT 1 FROM room_log WHERE room = ? AND msg_id = ?", id[:], msgID).Scan(&one)
 	return err == nil
-}
-
-// rateLimiter is a token bucket per author.
-type rateLimiter struct {
-	burst int
-	every time.Duration
-
-	mu      sync.Mutex
-	buckets map[peer.ID]*bucket // guarded by mu
-}
-
-type bucket struct {
-	tokens float64
-	at     time.Time
-}
-
-func newRateLimiter(burst int, every time.Duration) *rateLimiter {
-	return &rateLimiter{burst: burst, every: every, buckets: make(map[peer.ID]*bucket)}
-}
-
-func (l *rateLimiter) allow(p peer.ID, now time.Time) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b, ok := l.buckets[p]
-	if !ok {
-		if len(l.buckets) > 10000 {
-			for k, v := range l.buckets {
-				if now.Sub(v.at) > time.Duration(l.burst)*l.every {
-					delete(l.buckets, k)
-				}
-			}
-		}
-		b = &bucket{tokens: float64(l.burst), at: now}
-		l.buckets[p] = b
-	}
-	b.tokens += float64(now.Sub(b.at)) / float64(l.every)
-	if b.tokens > float64(l.burst) {
-		b.tokens = float64(l.burst)
-	}
-	b.at = now
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
 }
 
 // hlcClock is the node's hybrid logical clock over all rooms.
