@@ -139,9 +139,6 @@ func (s *Service) Deposit(ctx context.Context, to peer.ID, frames []chat.OutFram
 	if err != nil || !ok || len(mbs) == 0 {
 		return err
 	}
-	if all, err := s.chat.PendingFrames(ctx, to); err == nil && len(all) >= len(frames) {
-		frames = all
-	}
 	if len(frames) == 0 {
 		return nil
 	}

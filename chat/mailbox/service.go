@@ -45,7 +45,6 @@ const (
 type Chat interface {
 	ReceiveFrames(ctx context.Context, from peer.ID, frames []*wirepb.DMMessage) []*wirepb.DMAck
 	SendPayload(ctx context.Context, tx *sql.Tx, to peer.ID, p *wirepb.Payload) error
-	PendingFrames(ctx context.Context, p peer.ID) ([]chat.OutFrame, error)
 	ContactName(ctx context.Context, p peer.ID) string
 	Kick(p peer.ID)
 	Contacts(ctx context.Context) ([]apitype.Contact, error)
