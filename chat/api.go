@@ -1,12 +1,17 @@
 package chat
 
 import (
+	"context"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/parley-im/parley/peer/apitype"
 	"github.com/parley-im/parley/peer/localapi"
@@ -45,6 +50,20 @@ func (s *Service) Register(api *localapi.Server) {
 			}
 		}
 		localapi.WriteError(w, http.StatusInternalServerError, errors.Join(errors.New("contact vanished"), err))
+	})
+	api.Handle("GET /v1/requests", func(w http.ResponseWriter, r *http.Request) {
+		reply(w)(s.Requests(r.Context()))
+	})
+	api.Handle("GET /v1/blocked", func(w http.ResponseWriter, r *http.Request) {
+		reply(w)(s.BlockedPeers(r.Context()))
+	})
+	api.Handle("POST /v1/contacts/{action}", func(w http.ResponseWriter, r *http.Request) {
+		var req apitype.ContactAction
+		if err := localapi.ReadJSON(r, &req); err != nil {
+			localapi.WriteError(w, http.StatusBadRequest, err)
+			return
+		}
+		reply(w)(s.contactAction(r.Context(), r.PathValue("action"), req))
 	})
 	api.Handle("GET /v1/verify", func(w http.ResponseWriter, r *http.Request) {
 		reply(w)(s.SafetyNumber(r.Context(), r.URL.Query().Get("contact")))
@@ -91,6 +110,15 @@ func (s *Service) Register(api *localapi.Server) {
 			localapi.WriteError(w, http.StatusBadRequest, err)
 			return
 		}
+		if before := r.URL.Query().Get("before"); before != "" {
+			id, err := hex.DecodeString(before)
+			if err != nil || len(id) != 16 {
+				localapi.WriteError(w, http.StatusBadRequest, errors.New("before must be a message id (32 hex digits)"))
+				return
+			}
+			reply(w)(s.LogBefore(r.Context(), r.URL.Query().Get("conv"), id, limit))
+			return
+		}
 		reply(w)(s.Log(r.Context(), r.URL.Query().Get("conv"), limit))
 	})
 	api.Handle("GET /v1/search", func(w http.ResponseWriter, r *http.Request) {
@@ -116,15 +144,41 @@ func (s *Service) Register(api *localapi.Server) {
 		reply(w)(struct{}{}, s.Reset(r.Context(), req.Contact))
 	})
 	api.Handle("GET /v1/events", func(w http.ResponseWriter, r *http.Request) {
+		var since time.Time
+		if v := r.URL.Query().Get("since"); v != "" {
+			var err error
+			if since, err = time.Parse(time.RFC3339Nano, v); err != nil {
+				localapi.WriteError(w, http.StatusBadRequest, fmt.Errorf("invalid since %q: want RFC 3339", v))
+				return
+			}
+		}
+		// Subscribe before reading the history, so that no message falls
+		// between the replay and the live events; replayed ones are not
+		// sent twice.
 		events, cancel := s.Subscribe()
 		defer cancel()
+		var replay []apitype.Event
+		if !since.IsZero() {
+			var err error
+			if replay, err = s.MessagesSince(r.Context(), since); err != nil {
+				localapi.WriteError(w, http.StatusInternalServerError, err)
+				return
+			}
+		}
+		replayed := make(map[string]bool, len(replay))
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		w.WriteHeader(http.StatusOK)
 		flusher, _ := w.(http.Flusher)
+		enc := json.NewEncoder(w)
+		for _, e := range replay {
+			replayed[e.Message.ID] = true
+			if err := enc.Encode(e); err != nil {
+				return
+			}
+		}
 		if flusher != nil {
 			flusher.Flush()
 		}
-		enc := json.NewEncoder(w)
 		for {
 			select {
 			case <-r.Context().Done():
@@ -132,6 +186,9 @@ func (s *Service) Register(api *localapi.Server) {
 			case e, ok := <-events:
 				if !ok {
 					return // fell behind; the client reconnects
+				}
+				if e.Type == "message" && e.Message != nil && replayed[e.Message.ID] {
+					continue
 				}
 				if err := enc.Encode(e); err != nil {
 					return
@@ -149,7 +206,7 @@ func reply(w http.ResponseWriter) func(any, error) {
 	return func(v any, err error) {
 		if err != nil {
 			status := http.StatusBadRequest
-			if errors.Is(err, ErrUnknownContact) {
+			if errors.Is(err, ErrUnknownContact) || errors.Is(err, ErrUnknownRequest) {
 				status = http.StatusNotFound
 			}
 			localapi.WriteError(w, status, err)
@@ -169,4 +226,55 @@ func intParam(r *http.Request, name string) (int, error) {
 		return 0, errors.New("invalid " + name + " " + strconv.Quote(v))
 	}
 	return n, nil
+}
+
+// contactAction runs one POST /v1/contacts/{action}.
+func (s *Service) contactAction(ctx context.Context, action string, req apitype.ContactAction) (apitype.ContactActionResult, error) {
+	res := apitype.ContactActionResult{Action: action}
+	if action == "remove" || action == "block" {
+		// Say whom it was, by name, before the name goes.
+		if c, err := s.Resolve(ctx, req.Peer); err == nil {
+			res.Contact = &apitype.Contact{Name: c.Name, PeerID: c.ID.String(), Verified: c.Verified}
+		}
+	}
+	var (
+		c   Contact
+		id  peer.ID
+		err error
+	)
+	switch action {
+	case "accept":
+		c, err = s.Accept(ctx, req.Peer, req.Name)
+	case "rename":
+		c, err = s.RenameContact(ctx, req.Peer, req.Name)
+	case "mute", "unmute":
+		c, err = s.Mute(ctx, req.Peer, action == "mute")
+	case "decline":
+		id, err = s.Decline(ctx, req.Peer)
+	case "block":
+		id, err = s.Block(ctx, req.Peer)
+	case "unblock":
+		id, err = s.Unblock(ctx, req.Peer)
+	case "remove":
+		id, err = s.RemoveContact(ctx, req.Peer)
+	default:
+		return res, fmt.Errorf("unknown contact action %q (accept, decline, block, unblock, remove, rename, mute, unmute)", action)
+	}
+	if err != nil {
+		return res, err
+	}
+	if c.ID != "" {
+		id = c.ID
+		cs, err := s.Contacts(ctx)
+		if err != nil {
+			return res, err
+		}
+		for i := range cs {
+			if cs[i].PeerID == id.String() {
+				res.Contact = &cs[i]
+			}
+		}
+	}
+	res.PeerID = id.String()
+	return res, nil
 }

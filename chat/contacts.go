@@ -14,8 +14,10 @@ import (
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/parley-im/parley/chat/e2e"
 	"github.com/parley-im/parley/chat/wire"
 	"github.com/parley-im/parley/chat/wire/wirepb"
+	"github.com/parley-im/parley/internal/safetext"
 	"github.com/parley-im/parley/peer/apitype"
 )
 
@@ -35,6 +37,7 @@ type Contact struct {
 	Verified bool
 	LastSeen time.Time
 	ReadUpto int64
+	Muted    bool
 }
 
 func validName(name string) error {
@@ -49,6 +52,24 @@ func validName(name string) error {
 		return errors.New("contact names cannot start with # (that is a room)")
 	case strings.ContainsAny(name, " \t\n\r/"):
 		return fmt.Errorf("contact name %q contains a space or slash", name)
+	case !safetext.Safe(name):
+		return fmt.Errorf("contact name %q contains control, invisible or direction-changing characters", safetext.Line(name))
+	}
+	if _, err := peer.Decode(name); err == nil {
+		return fmt.Errorf("contact name %q is a peer ID: a name never stands for another peer's ID", name)
+	}
+	return nil
+}
+
+// validNameFor is validName for the contact id: the "peer-" prefix is
+// reserved for the handle of that very ID (defaultName), so no one can
+// take the handle by which another peer's request is accepted.
+func validNameFor(name string, id peer.ID) error {
+	if err := validName(name); err != nil {
+		return err
+	}
+	if strings.HasPrefix(strings.ToLower(name), "peer-") && !strings.EqualFold(name, defaultName(id)) {
+		return fmt.Errorf("contact name %q: names starting with peer- are reserved for a peer's own handle (%s)", name, defaultName(id))
 	}
 	return nil
 }
@@ -66,6 +87,9 @@ func (s *Service) Invite(ctx context.Context) (apitype.Invite, error) {
 		}
 		inv.Addrs = append(inv.Addrs, a.Bytes())
 	}
+	if err := s.completeInvite(ctx, inv); err != nil { // issue 10: bundle, mailboxes, signature
+		return apitype.Invite{}, err
+	}
 	link, err := wire.EncodeContactInvite(inv)
 	if err != nil {
 		return apitype.Invite{}, err
@@ -82,30 +106,37 @@ func (s *Service) SetName(ctx context.Context, name string) error {
 }
 
 // AddContact adds a contact from a parley://contact/ link or a bare peer ID.
-// Adding an existing contact again updates its addresses and, if given, its name.
+// Adding an existing contact again updates its addresses and, if name is
+// given, its name. A name suggested by a link is only a suggestion: for a
+// new contact it is used if it is valid and free, else the add is refused
+// with a free alternative; it never renames an existing contact. Adding a
+// message request's peer accepts the request.
 func (s *Service) AddContact(ctx context.Context, linkOrID, name string) (Contact, error) {
 	var (
-		id    peer.ID
-		addrs []ma.Multiaddr
-		err   error
+		id        peer.ID
+		addrs     []ma.Multiaddr
+		err       error
+		suggested string
+		inv       *wirepb.ContactInvite // set when added from a link
+		bundle    e2e.Bundle
 	)
 	linkOrID = strings.TrimSpace(linkOrID)
 	if strings.HasPrefix(linkOrID, "parley://") {
-		inv, err := wire.DecodeContactInvite(linkOrID)
-		if err != nil {
+		if inv, err = wire.DecodeContactInvite(linkOrID); err != nil {
 			return Contact{}, err
 		}
 		if id, err = peer.IDFromBytes(inv.PeerId); err != nil {
 			return Contact{}, fmt.Errorf("invite holds an invalid peer ID: %w", err)
+		}
+		if bundle, err = openInvite(inv, id); err != nil {
+			return Contact{}, err
 		}
 		for _, b := range inv.Addrs {
 			if a, err := ma.NewMultiaddrBytes(b); err == nil {
 				addrs = append(addrs, a)
 			}
 		}
-		if name == "" {
-			name = inv.Name
-		}
+		suggested = inv.Name
 	} else if id, err = peer.Decode(linkOrID); err != nil {
 		return Contact{}, fmt.Errorf("%q is neither a parley:// link nor a peer ID: %w", linkOrID, err)
 	}
@@ -115,35 +146,101 @@ func (s *Service) AddContact(ctx context.Context, linkOrID, name string) (Contac
 	if id == s.host.ID() {
 		return Contact{}, errors.New("that is this node's own peer ID")
 	}
-	if name == "" {
-		if c, err := s.contactByID(ctx, id); err == nil {
-			name = c.Name
-		} else {
-			name = defaultName(id)
-		}
+	if s.rel.isBlocked(id) {
+		return Contact{}, fmt.Errorf("%s is blocked; run `parley unblock %s` first", id, id)
 	}
-	if err := validName(name); err != nil {
-		return Contact{}, err
-	}
-	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
-		var other string
-		err := s.db.QueryRow(ctx, tx, "SELECT peer_id FROM contacts WHERE name = ?", name).Scan(&other)
-		if err == nil && other != id.String() {
-			return fmt.Errorf("%w: %q is %s; choose another with --name", ErrNameTaken, name, other)
+	existing, cerr := s.contactByID(ctx, id)
+	switch {
+	case name != "":
+		if err := validNameFor(name, id); err != nil {
+			return Contact{}, err
 		}
-		_, err = s.db.Exec(ctx, tx, `INSERT INTO contacts(peer_id, name, added_at) VALUES(?, ?, ?)
-			ON CONFLICT(peer_id) DO UPDATE SET name = excluded.name`, id.String(), name, s.now().UnixMilli())
-		return err
-	})
+	case cerr == nil:
+		name = existing.Name
+	case suggested != "":
+		if err := validNameFor(suggested, id); err != nil {
+			return Contact{}, fmt.Errorf("the link suggests an unusable name (%w); add it with --name NAME", err)
+		}
+		if owner, taken := s.nameOwner(ctx, suggested); taken && owner != id {
+			return Contact{}, fmt.Errorf("%w: the link suggests %q, which is already your name for %s; add it with --name %s",
+				ErrNameTaken, suggested, owner, s.freeName(ctx, suggested))
+		}
+		name = suggested
+	default:
+		name = defaultName(id)
+	}
+	c, err := s.makeContact(ctx, id, name, existing.Muted)
 	if err != nil {
 		return Contact{}, fmt.Errorf("add contact: %w", err)
 	}
-	s.names.Clear()
 	if len(addrs) > 0 {
 		s.host.Peerstore().AddAddrs(id, addrs, peerstore.AddressTTL)
 		s.db.RememberPeer(ctx, peer.AddrInfo{ID: id, Addrs: addrs}, s.now())
 	}
+	if inv != nil {
+		if err := s.adoptLink(ctx, id, inv, bundle); err != nil {
+			s.log.Warn("contact added; no session from its link", "peer", id, "err", err)
+		}
+		return s.contactByID(ctx, id)
+	}
+	return c, nil
+}
+
+// makeContact stores id as a contact named name (accepting its message
+// request, if any).
+func (s *Service) makeContact(ctx context.Context, id peer.ID, name string, muted bool) (Contact, error) {
+	// s.mu orders this with the receive path's commit (see forget).
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		var other string
+		err := s.db.QueryRow(ctx, tx, "SELECT peer_id FROM contacts WHERE name = ?", name).Scan(&other)
+		if err == nil && other != id.String() {
+			return fmt.Errorf("%w: %q is %s; choose another with --name (for example %s)", ErrNameTaken, name, other, s.freeNameTx(ctx, tx, name))
+		}
+		if _, err := s.db.Exec(ctx, tx, `INSERT INTO contacts(peer_id, name, added_at) VALUES(?, ?, ?)
+			ON CONFLICT(peer_id) DO UPDATE SET name = excluded.name`, id.String(), name, s.now().UnixMilli()); err != nil {
+			return err
+		}
+		_, err = s.db.Exec(ctx, tx, "DELETE FROM requests WHERE peer_id = ?", id.String())
+		return err
+	})
+	if err != nil {
+		return Contact{}, err
+	}
+	s.names.Clear()
+	s.rel.setContact(id, true, muted)
 	return s.contactByID(ctx, id)
+}
+
+// nameOwner returns the contact named name, if any.
+func (s *Service) nameOwner(ctx context.Context, name string) (peer.ID, bool) {
+	var other string
+	if s.db.QueryRow(ctx, nil, "SELECT peer_id FROM contacts WHERE name = ?", name).Scan(&other) != nil {
+		return "", false
+	}
+	id, err := peer.Decode(other)
+	return id, err == nil
+}
+
+// freeName suggests name-2, name-3, ... : the first not taken.
+func (s *Service) freeName(ctx context.Context, name string) string {
+	return s.freeNameTx(ctx, nil, name)
+}
+
+func (s *Service) freeNameTx(ctx context.Context, tx *sql.Tx, name string) string {
+	base := name
+	if len(base) > maxNameLen-4 {
+		base = base[:maxNameLen-4]
+	}
+	for i := 2; i < 1000; i++ {
+		cand := fmt.Sprintf("%s-%d", base, i)
+		var n int
+		if s.db.QueryRow(ctx, tx, "SELECT count(*) FROM contacts WHERE name = ?", cand).Scan(&n) == nil && n == 0 {
+			return cand
+		}
+	}
+	return "NAME"
 }
 
 // defaultName names a contact added by bare peer ID: "peer-" and the last
@@ -153,7 +250,7 @@ func defaultName(id peer.ID) string {
 	return "peer-" + str[len(str)-6:]
 }
 
-const contactCols = "peer_id, name, verified, last_seen, read_upto"
+const contactCols = "peer_id, name, verified, last_seen, read_upto, muted"
 
 func scanContact(row interface{ Scan(...any) error }) (Contact, error) {
 	var (
@@ -161,7 +258,7 @@ func scanContact(row interface{ Scan(...any) error }) (Contact, error) {
 		id   string
 		seen int64
 	)
-	if err := row.Scan(&id, &c.Name, &c.Verified, &seen, &c.ReadUpto); err != nil {
+	if err := row.Scan(&id, &c.Name, &c.Verified, &seen, &c.ReadUpto, &c.Muted); err != nil {
 		return Contact{}, err
 	}
 	pid, err := peer.Decode(id)
@@ -183,8 +280,13 @@ func (s *Service) contactByID(ctx context.Context, id peer.ID) (Contact, error) 
 	return c, err
 }
 
-// Resolve finds a contact by name or peer ID.
+// Resolve finds a contact by peer ID or name. A peer ID is looked up as
+// an ID first, so no name can shadow it (names that parse as peer IDs are
+// refused anyway).
 func (s *Service) Resolve(ctx context.Context, nameOrID string) (Contact, error) {
+	if id, perr := peer.Decode(nameOrID); perr == nil {
+		return s.contactByID(ctx, id)
+	}
 	c, err := scanContact(s.db.QueryRow(ctx, nil, "SELECT "+contactCols+" FROM contacts WHERE name = ?", nameOrID))
 	if err == nil {
 		return c, nil
@@ -192,10 +294,7 @@ func (s *Service) Resolve(ctx context.Context, nameOrID string) (Contact, error)
 	if !errors.Is(err, sql.ErrNoRows) {
 		return Contact{}, err
 	}
-	if id, perr := peer.Decode(nameOrID); perr == nil {
-		return s.contactByID(ctx, id)
-	}
-	return Contact{}, fmt.Errorf("%w %q (add it with `parley add LINK --name %s`)", ErrUnknownContact, nameOrID, nameOrID)
+	return Contact{}, fmt.Errorf("%w %q (add it with `parley add LINK --name %s`)", ErrUnknownContact, safetext.Line(nameOrID), safetext.Line(nameOrID))
 }
 
 // resolveCached is Resolve for the send path: it caches the name and peer
@@ -238,10 +337,12 @@ func (s *Service) Contacts(ctx context.Context) ([]apitype.Contact, error) {
 			Online:   s.online(c.ID),
 			LastSeen: c.LastSeen,
 			Verified: c.Verified,
+			Muted:    c.Muted,
 		}
 		s.mu.Lock()
 		if ch, err := s.channelLocked(ctx, c.ID); err == nil {
 			ac.Session = ch.HasSession()
+			ac.PostQuantum = ch.PostQuantum()
 		}
 		s.mu.Unlock()
 		ac.Unread, _ = s.unread(ctx, c.ID.String(), c.ReadUpto)
@@ -281,7 +382,13 @@ func (s *Service) SafetyNumber(ctx context.Context, nameOrID string) (apitype.Sa
 	if err != nil {
 		return apitype.SafetyNumber{}, err
 	}
-	return apitype.SafetyNumber{Contact: c.Name, PeerID: c.ID.String(), Number: num, Verified: c.Verified}, nil
+	sn := apitype.SafetyNumber{Contact: c.Name, PeerID: c.ID.String(), Number: num, Verified: c.Verified}
+	s.mu.Lock()
+	if ch, err := s.channelLocked(ctx, c.ID); err == nil {
+		sn.Session, sn.PostQuantum = ch.HasSession(), ch.PostQuantum()
+	}
+	s.mu.Unlock()
+	return sn, nil
 }
 
 // Verify marks a contact verified.

@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/parley-im/parley/discovery"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/parley-im/parley/chat/wire"
 	"github.com/parley-im/parley/chat/wire/wirepb"
+	"github.com/parley-im/parley/discovery"
 	"github.com/parley-im/parley/peer/apitype"
 )
 
@@ -137,7 +137,10 @@ func (s *Service) flushSeqs(ctx context.Context, tx *sql.Tx, convs map[string]bo
 	return nil
 }
 
+// enqueue queues a plaintext payload for to; encryptQueued encrypts it
+// before it is sent.
 func (s *Service) enqueue(ctx context.Context, tx *sql.Tx, to peer.ID, frameID, payload []byte, now time.Time) error {
+	s.plainQueued.Store(to, struct{}{})
 	_, err := s.db.Exec(ctx, tx, "INSERT INTO outbox(peer_id, frame_id, payload, created) VALUES(?, ?, ?, ?)",
 		to.String(), frameID, payload, now.UnixMilli())
 	if err != nil {
@@ -213,15 +216,16 @@ func (s *Service) startDeliverer(ctx context.Context, p peer.ID) {
 			err := s.deliver(ctx, p, d)
 			s.dmu.Lock()
 			if err != nil {
-				d.backoff = min(max(2*d.backoff, minBackoff), maxBackoff)
-				d.next = s.now().Add(d.backoff)
+				d.failed(s.now())
 				if ctx.Err() == nil {
 					s.log.Debug("delivery paused", "peer", p, "err", err, "retry_in", d.backoff)
 				}
 			} else {
-				d.backoff = 0
+				d.backoff, d.next = 0, time.Time{}
 			}
-			if d.again && ctx.Err() == nil && err == nil {
+			// A kick that came during a failed attempt (the peer just
+			// connected, or announced the dm protocol) gets its attempt.
+			if d.again && ctx.Err() == nil {
 				d.again = false
 				s.dmu.Unlock()
 				continue
@@ -232,6 +236,20 @@ func (s *Service) startDeliverer(ctx context.Context, p peer.ID) {
 			return
 		}
 	}()
+}
+
+// failed records a failed delivery attempt at now. The backoff grows only
+// when the attempt was the automatic retry (the previous backoff had run
+// out): attempts that kicks start in the meantime (every message sent, every
+// connection) fail without growing it, or a burst of sends to a peer that is
+// down for a second would push the next automatic retry minutes away.
+// s.dmu is held.
+func (d *deliverer) failed(now time.Time) {
+	if now.Before(d.next) {
+		return
+	}
+	d.backoff = min(max(2*d.backoff, minBackoff), maxBackoff)
+	d.next = now.Add(d.backoff)
 }
 
 // due reports whether the automatic retry of p may run now.
@@ -386,8 +404,15 @@ func (s *Service) encryptQueued(ctx context.Context, p peer.ID) error {
 	if !ch.HasSession() {
 		return errors.New("no session")
 	}
+	if !s.mayHavePlainLocked(p) {
+		return nil // no transaction: nothing waits for encryption
+	}
 	for {
 		n := 0
+		// Cleared before the transaction: a payload queued by a
+		// transaction that holds the one connection now is committed
+		// before this one reads, and one queued later sets it again.
+		s.plainQueued.Delete(p)
 		err := s.db.Tx(ctx, func(tx *sql.Tx) error {
 			rows, err := s.db.Query(ctx, tx, "SELECT n, payload FROM outbox WHERE peer_id = ? AND envelope IS NULL ORDER BY n LIMIT ?", str(p), recvBatch)
 			if err != nil {
@@ -423,6 +448,7 @@ func (s *Service) encryptQueued(ctx context.Context, p peer.ID) error {
 			return s.saveChannel(ctx, tx, p, ch)
 		})
 		if err != nil {
+			s.plainQueued.Store(p, struct{}{}) // look again next time
 			s.dropChannelLocked(p)
 			return fmt.Errorf("encrypt queued messages for %s: %w", p, err)
 		}
@@ -431,6 +457,17 @@ func (s *Service) encryptQueued(ctx context.Context, p peer.ID) error {
 			return nil
 		}
 	}
+}
+
+// mayHavePlainLocked reports whether outbox rows for p may wait for
+// encryption: unless encryptQueued found none and nothing was queued in
+// plaintext since. s.mu is held.
+func (s *Service) mayHavePlainLocked(p peer.ID) bool {
+	if plain, known := s.plainPending[p]; !known || plain {
+		return true
+	}
+	_, queued := s.plainQueued.Load(p)
+	return queued
 }
 
 type outFrame struct {
@@ -514,16 +551,27 @@ func (s *Service) acked(ctx context.Context, p peer.ID, frames []outFrame) {
 	ctx = context.WithoutCancel(ctx) // an ack received must be recorded
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
 		sent = sent[:0]
-		for _, f := range frames {
-			if _, err := s.db.Exec(ctx, tx, "DELETE FROM outbox WHERE n = ?", f.n); err != nil {
+		for len(frames) > 0 {
+			chunk := frames[:min(len(frames), maxInList)]
+			frames = frames[len(chunk):]
+			ns := make([]any, len(chunk))
+			ids := make([]any, 0, 2+len(chunk))
+			ids = append(ids, apitype.StateSent, apitype.StatePending)
+			for i, f := range chunk {
+				ns[i] = f.n
+				ids = append(ids, f.id)
+			}
+			if _, err := s.db.Exec(ctx, tx, "DELETE FROM outbox WHERE n IN ("+placeholders(len(chunk))+")", ns...); err != nil {
 				return err
 			}
-			res, err := s.db.Exec(ctx, tx, "UPDATE messages SET state = ? WHERE id = ? AND state = ?", apitype.StateSent, f.id, apitype.StatePending)
+			changed, err := s.returnedIDs(ctx, tx, "UPDATE messages SET state = ? WHERE state = ? AND id IN ("+placeholders(len(chunk))+") RETURNING id", ids...)
 			if err != nil {
 				return err
 			}
-			if k, _ := res.RowsAffected(); k > 0 {
-				sent = append(sent, f.id)
+			for _, f := range chunk { // in the order the peer acknowledged them
+				if changed[string(f.id)] {
+					sent = append(sent, f.id)
+				}
 			}
 		}
 		return nil
@@ -533,6 +581,37 @@ func (s *Service) acked(ctx context.Context, p peer.ID, frames []outFrame) {
 		return
 	}
 	s.publishStates(ctx, sent)
+}
+
+// maxInList bounds the values of one "IN (...)" list, so that a batch
+// statement stays far below SQLite's limit on bound parameters.
+const maxInList = 256
+
+// placeholders returns n comma-separated "?".
+func placeholders(n int) string {
+	if n <= 0 {
+		return ""
+	}
+	return "?" + strings.Repeat(", ?", n-1)
+}
+
+// returnedIDs runs a statement with "RETURNING id" in tx and returns the
+// set of ids it returned.
+func (s *Service) returnedIDs(ctx context.Context, tx *sql.Tx, q string, args ...any) (map[string]bool, error) {
+	rows, err := s.db.Query(ctx, tx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	got := make(map[string]bool)
+	for rows.Next() {
+		var id []byte
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		got[string(id)] = true
+	}
+	return got, rows.Err()
 }
 
 // publishStates publishes one receipt event per message id, carrying the

@@ -20,4 +20,14 @@
 //
 // A message moves pending → sent (the peer's node acked the frame) →
 // delivered (the peer's end-to-end receipt arrived).
+//
+// # Contacts and requests
+//
+// Contacts are chosen by the user (relations.go): a stranger's first text
+// that authenticates is a message request, readable and nothing more;
+// IsContact is the predicate other services use before granting a
+// contact's privileges. Untrusted frames are priced before they are paid
+// for (budget.go): blocked peers and peers out of budget are refused
+// before a byte is read, and the crypto runs on a copy of the session,
+// outside the service's lock and any transaction.
 package chat

@@ -94,12 +94,13 @@ func (s *Service) ReceiveFrames(ctx context.Context, p peer.ID, frames []*wirepb
 	for i, m := range frames {
 		batch[i] = &wirepb.DMFrame{Body: &wirepb.DMFrame_Message{Message: m}}
 	}
-	return s.receiveBatch(ctx, p, batch)
+	return s.receiveBatch(ctx, source{peer: p}, batch)
 }
 
 // depositOffline gives the frames queued for an unreachable p to the
-// mailbox, if p's session exists (a first message needs p online once, to
-// fetch its prekey bundle).
+// mailbox, if p's session exists (a contact added from a link has one at
+// once, from the link's bundle; one added by bare peer ID needs p online
+// once, to fetch its prekey bundle).
 func (s *Service) depositOffline(ctx context.Context, p peer.ID) {
 	s.mu.Lock()
 	ch, err := s.channelLocked(ctx, p)

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/parley-im/parley/peer/apitype"
 )
 
@@ -95,10 +97,21 @@ func (s *Service) convKey(ctx context.Context, conv string) (string, error) {
 		return s.rooms.ConvKey(ctx, conv)
 	}
 	c, err := s.Resolve(ctx, conv)
-	if err != nil {
-		return "", err
+	if err == nil {
+		return c.ID.String(), nil
 	}
-	return c.ID.String(), nil
+	// A message request is readable by its peer ID or handle, and a
+	// removed contact's history by its peer ID.
+	if id, rerr := s.requestByArg(ctx, conv); rerr == nil {
+		return id.String(), nil
+	}
+	if id, perr := peer.Decode(conv); perr == nil {
+		var n int
+		if s.db.QueryRow(ctx, nil, "SELECT count(*) FROM (SELECT 1 FROM messages WHERE conv = ? LIMIT 1)", id.String()).Scan(&n) == nil && n > 0 {
+			return id.String(), nil
+		}
+	}
+	return "", err
 }
 
 // Log returns the last limit messages of a conversation, oldest first, with
@@ -126,6 +139,82 @@ func (s *Service) Log(ctx context.Context, conv string, limit int) ([]apitype.Me
 	}
 	markGaps(ms)
 	return ms, nil
+}
+
+// LogBefore returns up to limit messages of a conversation that come
+// before the message with id (in Log's order), oldest first: the page
+// before the one a client shows, so it can scroll through the whole
+// history.
+func (s *Service) LogBefore(ctx context.Context, conv string, id []byte, limit int) ([]apitype.Message, error) {
+	if limit <= 0 || limit > MaxLogLimit {
+		limit = MaxLogLimit
+	}
+	key, err := s.convKey(ctx, conv)
+	if err != nil {
+		return nil, err
+	}
+	var sentAt, n int64
+	err = s.db.QueryRow(ctx, nil, "SELECT sent_at, n FROM messages WHERE id = ? AND conv = ?", id, key).Scan(&sentAt, &n)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("no message %x in %s", id, conv)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read history: %w", err)
+	}
+	rows, err := s.db.Query(ctx, nil, "SELECT * FROM (SELECT "+messageCols+
+		messageFrom+" WHERE m.conv = ? AND (m.sent_at < ? OR m.sent_at = ? AND m.n < ?) ORDER BY m.sent_at DESC, m.n DESC LIMIT ?) ORDER BY sent_at, n",
+		key, sentAt, sentAt, n, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read history: %w", err)
+	}
+	ms, err := s.scanMessages(rows)
+	if err != nil {
+		return nil, fmt.Errorf("read history: %w", err)
+	}
+	markGaps(ms)
+	return ms, nil
+}
+
+// MessagesSince returns, as "message" events in the order they were
+// stored, the messages this node stored after t (at most MaxLogLimit): what
+// `parley watch --since` replays before the live events. Each event's Time
+// is when the message was stored, so a client can resume from the last
+// one it saw.
+func (s *Service) MessagesSince(ctx context.Context, t time.Time) ([]apitype.Event, error) {
+	rows, err := s.db.SQL().QueryContext(ctx, "SELECT id, received_at FROM messages WHERE received_at > ? ORDER BY received_at, n LIMIT ?", t.UnixMilli(), MaxLogLimit)
+	if err != nil {
+		return nil, fmt.Errorf("messages since %s: %w", t, err)
+	}
+	var ids [][]byte
+	var times []int64
+	for rows.Next() {
+		var id []byte
+		var at int64
+		if err := rows.Scan(&id, &at); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		ids, times = append(ids, id), append(times, at)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	ms, err := s.messagesByIDs(ctx, ids)
+	if err != nil {
+		return nil, fmt.Errorf("messages since %s: %w", t, err)
+	}
+	byID := make(map[string]*apitype.Message, len(ms))
+	for i := range ms {
+		byID[ms[i].ID] = &ms[i]
+	}
+	out := make([]apitype.Event, 0, len(ids))
+	for i, id := range ids {
+		if m := byID[hex.EncodeToString(id)]; m != nil {
+			out = append(out, apitype.Event{Type: "message", Time: time.UnixMilli(times[i]), Message: m})
+		}
+	}
+	return out, nil
 }
 
 // markGaps sets Gap on each incoming message whose sequence number skips
@@ -157,18 +246,24 @@ func (s *Service) Search(ctx context.Context, q string, limit int) ([]apitype.Me
 	if err := s.indexMessages(ctx); err != nil {
 		return nil, fmt.Errorf("search: index: %w", err)
 	}
-	// Quote every term so user input is never parsed as FTS5 syntax.
-	var terms []string
-	for _, t := range strings.Fields(q) {
-		terms = append(terms, `"`+strings.ReplaceAll(t, `"`, `""`)+`"`)
-	}
 	rows, err := s.db.Query(ctx, nil, "SELECT "+messageCols+
 		" FROM messages_fts f JOIN messages m ON m.n = f.rowid LEFT JOIN contacts c ON c.peer_id = m.conv LEFT JOIN contacts cs ON cs.peer_id = m.sender WHERE messages_fts MATCH ? ORDER BY m.n DESC LIMIT ?",
-		strings.Join(terms, " "), limit)
+		ftsQuery(q), limit)
 	if err != nil {
 		return nil, fmt.Errorf("search: %w", err)
 	}
 	return s.scanMessages(rows)
+}
+
+// ftsQuery turns what a user typed into an FTS5 query: every word must
+// match, each as a prefix ("lin" finds "linux"). Every term is quoted, so
+// user input is never parsed as FTS5 syntax.
+func ftsQuery(q string) string {
+	var terms []string
+	for _, t := range strings.Fields(q) {
+		terms = append(terms, `"`+strings.ReplaceAll(t, `"`, `""`)+`"*`)
+	}
+	return strings.Join(terms, " ")
 }
 
 func (s *Service) unread(ctx context.Context, conv string, upto int64) (int, error) {

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -87,11 +88,17 @@ func (s *Service) commitSends(ctx context.Context, batch []*sendReq) {
 	touched := map[peer.ID]*e2e.Channel{}
 	convs := map[string]bool{}
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		rows := make([]sendRow, 0, len(batch))
 		for _, r := range batch {
 			convs[str(r.c.ID)] = true
-			if err := s.insertSend(ctx, tx, r, touched); err != nil {
+			row, err := s.prepareSend(ctx, tx, r, touched)
+			if err != nil {
 				return err
 			}
+			rows = append(rows, row)
+		}
+		if err := s.insertSends(ctx, tx, rows); err != nil {
+			return err
 		}
 		if err := s.flushSeqs(ctx, tx, convs); err != nil {
 			return err
@@ -133,34 +140,40 @@ func (s *Service) commitSends(ctx context.Context, batch []*sendReq) {
 	}
 }
 
-// insertSend writes one message inside the batch transaction; s.mu is held.
-func (s *Service) insertSend(ctx context.Context, tx *sql.Tx, r *sendReq, touched map[peer.ID]*e2e.Channel) error {
+// sendRow is one message of a batch, ready to be written.
+type sendRow struct {
+	r        *sendReq
+	seq      uint64
+	payload  []byte
+	envelope []byte // nil: encrypted later by the deliverer
+}
+
+// prepareSend numbers, encodes and (where a session exists and nothing
+// older waits for encryption) encrypts one message of the batch; s.mu is
+// held. The batch transaction commits the ratchet step with the rows.
+func (s *Service) prepareSend(ctx context.Context, tx *sql.Tx, r *sendReq, touched map[peer.ID]*e2e.Channel) (sendRow, error) {
 	if r.id == nil {
 		r.id = newID()
 	}
 	seq, err := s.nextSeqLocked(ctx, tx, str(r.c.ID))
 	if err != nil {
-		return err
+		return sendRow{}, err
 	}
 	payload, err := proto.Marshal(&wirepb.Payload{Version: 1, Body: &wirepb.Payload_Text{Text: &wirepb.Text{
 		Id: r.id, Body: r.text, SentAtMs: r.now.UnixMilli(), Seq: seq,
 	}}})
 	if err != nil {
-		return err
-	}
-	if _, err := s.db.Exec(ctx, tx, `INSERT INTO messages(id, conv, sender, outgoing, body, sent_at, received_at, seq, state)
-		VALUES(?, ?, ?, 1, ?, ?, ?, ?, ?)`, r.id, str(r.c.ID), str(s.host.ID()), r.text, r.now.UnixMilli(), r.now.UnixMilli(), seq, apitype.StatePending); err != nil {
-		return err
+		return sendRow{}, err
 	}
 	var envelope []byte
-	if plain, known := s.plainPending[r.c.ID]; known && !plain {
+	if !s.mayHavePlainLocked(r.c.ID) {
 		ch, err := s.channelLocked(ctx, r.c.ID)
 		if err != nil {
-			return err
+			return sendRow{}, err
 		}
 		if ch.HasSession() {
 			if envelope, err = ch.Encrypt(s.idKey, s.keys, payload, rand.Reader, r.now); err != nil {
-				return fmt.Errorf("encrypt: %w", err)
+				return sendRow{}, fmt.Errorf("encrypt: %w", err)
 			}
 			touched[r.c.ID] = ch
 		}
@@ -168,13 +181,42 @@ func (s *Service) insertSend(ctx context.Context, tx *sql.Tx, r *sendReq, touche
 	if envelope == nil {
 		s.plainPending[r.c.ID] = true
 	}
-	if _, err := s.db.Exec(ctx, tx, "INSERT INTO outbox(peer_id, frame_id, payload, envelope, created) VALUES(?, ?, ?, ?, ?)",
-		str(r.c.ID), r.id, payload, envelope, r.now.UnixMilli()); err != nil {
-		return fmt.Errorf("queue frame: %w", err)
-	}
 	r.msg = apitype.Message{
 		ID: hex.EncodeToString(r.id), Conv: r.c.Name, From: str(s.host.ID()), Outgoing: true,
 		Text: r.text, SentAt: time.UnixMilli(r.now.UnixMilli()), Seq: seq, State: apitype.StatePending,
 	}
+	return sendRow{r: r, seq: seq, payload: payload, envelope: envelope}, nil
+}
+
+// insertSends writes the messages and outbox rows of a batch, one
+// statement per table for up to maxInList messages, in batch order (the
+// outbox order is the sending order).
+func (s *Service) insertSends(ctx context.Context, tx *sql.Tx, rows []sendRow) error {
+	self := str(s.host.ID())
+	for len(rows) > 0 {
+		chunk := rows[:min(len(rows), maxInList)]
+		rows = rows[len(chunk):]
+		msgs := make([]any, 0, 8*len(chunk))
+		out := make([]any, 0, 5*len(chunk))
+		for _, w := range chunk {
+			r := w.r
+			now := r.now.UnixMilli()
+			msgs = append(msgs, r.id, str(r.c.ID), self, r.text, now, now, w.seq, apitype.StatePending)
+			out = append(out, str(r.c.ID), r.id, w.payload, w.envelope, now)
+		}
+		if _, err := s.db.Exec(ctx, tx, "INSERT INTO messages(id, conv, sender, outgoing, body, sent_at, received_at, seq, state) VALUES "+
+			rowsOf("(?, ?, ?, 1, ?, ?, ?, ?, ?)", len(chunk)), msgs...); err != nil {
+			return err
+		}
+		if _, err := s.db.Exec(ctx, tx, "INSERT INTO outbox(peer_id, frame_id, payload, envelope, created) VALUES "+
+			rowsOf("(?, ?, ?, ?, ?)", len(chunk)), out...); err != nil {
+			return fmt.Errorf("queue frame: %w", err)
+		}
+	}
 	return nil
+}
+
+// rowsOf returns n copies of a VALUES row, comma-separated.
+func rowsOf(row string, n int) string {
+	return row + strings.Repeat(", "+row, n-1)
 }

@@ -7,8 +7,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"github.com/parley-im/parley/discovery"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,6 +22,7 @@ import (
 	"github.com/parley-im/parley/chat/store"
 	"github.com/parley-im/parley/chat/wire"
 	"github.com/parley-im/parley/chat/wire/wirepb"
+	"github.com/parley-im/parley/discovery"
 	"github.com/parley-im/parley/peer/identity"
 )
 
@@ -49,6 +50,8 @@ type Service struct {
 	log    *slog.Logger
 	now    func() time.Time
 	events *bus
+	// started is closed once Run has registered the stream handlers.
+	started chan struct{}
 
 	// mu serialises every use of the end-to-end state, and the transaction
 	// that persists it, so the state in memory and on disk never diverge.
@@ -59,14 +62,23 @@ type Service struct {
 	// encryption (true) or certainly do not (false); absent means unknown.
 	// Send encrypts inline only when it is false, so frames leave in order.
 	plainPending map[peer.ID]bool // guarded by mu
+	// plainQueued marks the peers for which a plaintext payload was queued
+	// (enqueue) since encryptQueued last looked. enqueue runs inside
+	// transactions whose callers may or may not hold mu, so it is not
+	// guarded by mu. A flag set inside a transaction that rolls back only
+	// costs one look at the outbox.
+	plainQueued sync.Map // peer.ID -> struct{}
 	// seqs caches conv_seq.next_out per conversation.
 	seqs map[string]uint64 // guarded by mu
 
 	group groupCommit
-	names sync.Map // contact name or peer ID -> Contact{ID, Name}; see resolveCached
+	rel   relations // who is a contact, who is blocked
+	dm    *dmBudget // the dm handler's budgets and per-peer lanes
+	names sync.Map  // contact name or peer ID -> Contact{ID, Name}; see resolveCached
 	stats struct{ acked, retryLater, rejected atomic.Uint64 }
 
 	prekeyLimit *Limiter
+	prekeyConns *prekeyConnBudgets // per IP and global: prekey_budget.go
 
 	// rooms, if set, serves '#room' conversations; onPayload receives
 	// payloads this package does not handle (room invites, sender keys).
@@ -89,6 +101,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		cfg.Now = time.Now
 	}
 	s := &Service{
+		started:      make(chan struct{}),
 		host:         cfg.Host,
 		db:           cfg.DB,
 		id:           cfg.Identity,
@@ -101,10 +114,15 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		plainPending: make(map[peer.ID]bool),
 		seqs:         make(map[string]uint64),
 		prekeyLimit:  NewLimiter(prekeyBurst, prekeyEvery),
+		prekeyConns:  newPrekeyConnBudgets(),
+		dm:           newDMBudget(),
 		deliverers:   make(map[peer.ID]*deliverer),
 		kick:         make(chan peer.ID, 256),
 	}
 	if err := s.loadKeys(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.rel.load(ctx, s); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -155,20 +173,9 @@ func (s *Service) saveKeysLocked(ctx context.Context, tx *sql.Tx) error {
 // channelLocked returns the cached channel with p, loading it from the
 // database (or creating an empty one).
 func (s *Service) channelLocked(ctx context.Context, p peer.ID) (*e2e.Channel, error) {
-	if ch, ok := s.channels[p]; ok {
-		return ch, nil
-	}
-	var blob []byte
-	err := s.db.QueryRow(ctx, nil, "SELECT state FROM e2e_channels WHERE peer_id = ?", str(p)).Scan(&blob)
-	ch := new(e2e.Channel)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-	case err != nil:
-		return nil, fmt.Errorf("load session with %s: %w", p, err)
-	default:
-		if err := ch.UnmarshalBinary(blob); err != nil {
-			return nil, fmt.Errorf("load session with %s: %w", p, err)
-		}
+	ch, err := s.peekChannelLocked(ctx, p)
+	if err != nil {
+		return nil, err
 	}
 	s.channels[p] = ch
 	return ch, nil
@@ -187,14 +194,43 @@ func (s *Service) saveChannel(ctx context.Context, tx *sql.Tx, p peer.ID, ch *e2
 	return nil
 }
 
+// peekChannelLocked is channelLocked without caching what it loads: the
+// receive path looks at strangers' sessions, which must not fill the cache.
+func (s *Service) peekChannelLocked(ctx context.Context, p peer.ID) (*e2e.Channel, error) {
+	if ch, ok := s.channels[p]; ok {
+		return ch, nil
+	}
+	var blob []byte
+	err := s.db.QueryRow(ctx, nil, "SELECT state FROM e2e_channels WHERE peer_id = ?", str(p)).Scan(&blob)
+	ch := new(e2e.Channel)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return nil, fmt.Errorf("load session with %s: %w", p, err)
+	default:
+		if err := ch.UnmarshalBinary(blob); err != nil {
+			return nil, fmt.Errorf("load session with %s: %w", p, err)
+		}
+	}
+	return ch, nil
+}
+
 // dropChannelLocked forgets the cached channel so the next use reloads the
 // committed state (after a failed transaction).
 func (s *Service) dropChannelLocked(p peer.ID) { delete(s.channels, p) }
 
+// Started is closed once Run has registered the stream handlers: a peer
+// that opens a stream after that finds the protocols supported.
+func (s *Service) Started() <-chan struct{} { return s.started }
+
 // Run registers the stream handlers and runs the deliverers, the prekey
 // maintenance and presence tracking until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
-	sub, err := s.host.EventBus().Subscribe(new(event.EvtPeerConnectednessChanged))
+	// Protocol updates matter because a restarting peer connects before
+	// its chat service registers the dm handler: a delivery tried in
+	// between fails, and the identify push that announces the handler
+	// is the moment to try again.
+	sub, err := s.host.EventBus().Subscribe([]any{new(event.EvtPeerConnectednessChanged), new(event.EvtPeerProtocolsUpdated)})
 	if err != nil {
 		return fmt.Errorf("subscribe connection events: %w", err)
 	}
@@ -203,6 +239,7 @@ func (s *Service) Run(ctx context.Context) error {
 	s.host.SetStreamHandler(wire.ProtocolPrekeys, func(st network.Stream) { s.handlePrekeys(ctx, st) })
 	defer s.host.RemoveStreamHandler(wire.ProtocolDM)
 	defer s.host.RemoveStreamHandler(wire.ProtocolPrekeys)
+	close(s.started)
 	defer s.closeStreams()
 	defer s.wg.Wait()
 
@@ -222,7 +259,24 @@ func (s *Service) Run(ctx context.Context) error {
 		case p := <-s.kick:
 			s.startDeliverer(ctx, p)
 		case e := <-sub.Out():
+			if ev, ok := e.(event.EvtPeerProtocolsUpdated); ok {
+				if slices.Contains(ev.Added, wire.ProtocolDM) && !s.rel.isBlocked(ev.Peer) {
+					s.startDeliverer(ctx, ev.Peer)
+				}
+				continue
+			}
 			ev := e.(event.EvtPeerConnectednessChanged)
+			if s.rel.isBlocked(ev.Peer) {
+				if ev.Connectedness == network.Connected || ev.Connectedness == network.Limited {
+					// A blocked peer holds no connection.
+					s.wg.Add(1)
+					go func() {
+						defer s.wg.Done()
+						s.host.Network().ClosePeer(ev.Peer)
+					}()
+				}
+				continue
+			}
 			s.presence(ctx, ev.Peer, ev.Connectedness == network.Connected || ev.Connectedness == network.Limited)
 			if ev.Connectedness == network.Connected || ev.Connectedness == network.Limited {
 				s.startDeliverer(ctx, ev.Peer)

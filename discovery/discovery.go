@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,6 +29,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/pnet"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	ma "github.com/multiformats/go-multiaddr"
 )
 
@@ -284,7 +286,21 @@ func (d *Discovery) connectAll(ctx context.Context, peers []peer.AddrInfo) int {
 			defer wg.Done()
 			cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 			defer cancel()
-			if err := d.host.Connect(cctx, p); err != nil {
+			err := d.host.Connect(cctx, p)
+			if errors.Is(err, swarm.ErrDialBackoff) {
+				// Another part of the node dialled first and failed: dial
+				// once more to learn why (a bootstrap peer on another network
+				// must be reported as such, not as "dial backoff").
+				if sw, ok := d.host.Network().(interface{ Backoff() *swarm.DialBackoff }); ok {
+					sw.Backoff().Clear(p.ID)
+					err = d.host.Connect(cctx, p)
+				}
+			}
+			if err != nil {
+				if IsHandshakeFailure(err) {
+					d.log.Warn("handshake failed: the peer is on another network (a different or missing --net key)", "peer", p.ID, "err", err)
+					return
+				}
 				d.log.Debug("connect failed", "peer", p.ID, "err", err)
 				return
 			}
@@ -320,4 +336,15 @@ func (m *mdnsNotifee) HandlePeerFound(info peer.AddrInfo) {
 			m.d.log.Debug("mdns connect failed", "peer", info.ID, "err", err)
 		}
 	}()
+}
+
+// ErrHandshake marks a connection refused in the handshake: with a private
+// network's pre-shared key, a peer holding another key (or none) decrypts
+// the other side's bytes to garbage, and the security negotiation fails.
+var ErrHandshake = errors.New("handshake failed: the peer is on another network (a different or missing --net key)")
+
+// IsHandshakeFailure reports whether a dial error is a failed security
+// handshake, the sign of peers on different networks.
+func IsHandshakeFailure(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "failed to negotiate security protocol")
 }

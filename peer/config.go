@@ -105,6 +105,13 @@ type validated struct {
 	dhtMode   discovery.Mode
 }
 
+// Validate checks c as New does, without creating or starting anything:
+// the command line reports a bad setting as a configuration error.
+func (c Config) Validate() error {
+	_, err := c.validate()
+	return err
+}
+
 func (c Config) validate() (*validated, error) {
 	if c.Home == "" {
 		return nil, errors.New("config: no home directory")

@@ -2,13 +2,20 @@ package peer
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	ma "github.com/multiformats/go-multiaddr"
+	"io"
+	"net"
+	"syscall"
 	"time"
+
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/libp2p/go-libp2p"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
+	"github.com/libp2p/go-libp2p/core/network"
 	lpeer "github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/host/autorelay"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
@@ -20,6 +27,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ws "github.com/libp2p/go-libp2p/p2p/transport/websocket"
 
+	"github.com/parley-im/parley/chat/wire"
 	"github.com/parley-im/parley/discovery"
 )
 
@@ -70,22 +78,33 @@ func relayResources() relay.Resources {
 func (n *Node) hostOptions(listen []ma.Multiaddr, routing func() *discovery.Discovery) ([]libp2p.Option, error) {
 	// Everything that can fail on input comes first: the connection and
 	// resource managers start goroutines that only the host stops.
+	if err := portsFree(listen); err != nil {
+		return nil, err
+	}
 	var gater *allowGater
 	if n.cfg.Allowlist != "" {
 		allow, err := LoadAllowlist(n.cfg.Allowlist)
 		if err != nil {
 			return nil, err
 		}
-		gater = &allowGater{self: n.id.PeerID(), allow: allow}
+		gater = &allowGater{self: n.id.PeerID(), allow: allow, dep: newDepositorGate()}
+		n.gater = gater
 	}
 	cm, err := connmgr.NewConnManager(LowWater, HighWater, connmgr.WithGracePeriod(GracePeriod))
 	if err != nil {
 		return nil, fmt.Errorf("connection manager: %w", err)
 	}
-	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(rcmgr.DefaultLimits.AutoScale()))
+	limits := rcmgr.PartialLimitConfig{Protocol: map[protocol.ID]rcmgr.ResourceLimits{
+		wire.ProtocolMailbox: mailboxProtocolLimits,
+	}}.Build(rcmgr.DefaultLimits.AutoScale())
+	var rm network.ResourceManager
+	rm, err = rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits))
 	if err != nil {
 		cm.Close()
 		return nil, fmt.Errorf("resource manager: %w", err)
+	}
+	if gater != nil {
+		rm = &depositorRM{ResourceManager: rm, gate: gater.dep}
 	}
 	opts := []libp2p.Option{
 		libp2p.Identity(n.id.PrivKey()),
@@ -176,3 +195,64 @@ func relayPeerSource(bootstrap []lpeer.AddrInfo, routing func() *discovery.Disco
 // publicBootstrapPeers is the well-known Amino bootstrap list, used only on
 // the public network when the user gives no --bootstrap.
 func publicBootstrapPeers() []lpeer.AddrInfo { return dht.GetDefaultBootstrapPeerAddrInfos() }
+
+// mailboxProtocolLimits is the resource-manager scope of
+// /parley/mailbox/1: whatever the peers, the mailbox protocol holds at most
+// this many streams and this much memory, so depositors (anonymous by
+// design) cannot starve the node's other protocols.
+var mailboxProtocolLimits = rcmgr.ResourceLimits{
+	Streams:         256,
+	StreamsInbound:  256,
+	StreamsOutbound: 64,
+	Memory:          64 << 20,
+}
+
+// ErrPortInUse is returned when a listen address's port is taken by another
+// socket (another node, or any other process).
+var ErrPortInUse = errors.New("port already in use")
+
+// portsFree checks that every listen address with a fixed port can be
+// bound by a plain socket. libp2p binds its TCP listeners with
+// SO_REUSEPORT (so that it can dial from the port it listens on, for hole
+// punching), and Linux lets two such sockets of one user share a port:
+// a second node started on a taken port would silently split the first
+// one's incoming connections with it. A plain bind (without SO_REUSEPORT)
+// fails on a port that any socket holds, so it is the check. A port that is
+// taken between this check and libp2p's bind is not caught; this closes
+// the common mistake, not that race.
+func portsFree(listen []ma.Multiaddr) error {
+	for _, a := range listen {
+		ip, err := a.ValueForProtocol(ma.P_IP4)
+		if err != nil {
+			if ip, err = a.ValueForProtocol(ma.P_IP6); err != nil {
+				continue // not an IP address; libp2p reports it
+			}
+		}
+		network, port := "tcp", ""
+		if port, err = a.ValueForProtocol(ma.P_TCP); err != nil {
+			if port, err = a.ValueForProtocol(ma.P_UDP); err != nil {
+				continue
+			}
+			network = "udp"
+		}
+		if port == "0" {
+			continue
+		}
+		addr := net.JoinHostPort(ip, port)
+		var c io.Closer
+		switch network {
+		case "tcp":
+			c, err = net.Listen(network, addr)
+		default:
+			c, err = net.ListenPacket(network, addr)
+		}
+		if err != nil {
+			if errors.Is(err, syscall.EADDRINUSE) {
+				return fmt.Errorf("listen on %s: %w by another process (another parley node?); choose another --listen port or stop it", a, ErrPortInUse)
+			}
+			return fmt.Errorf("listen on %s: %w", a, err)
+		}
+		c.Close()
+	}
+	return nil
+}

@@ -102,10 +102,13 @@ func LoadAllowlist(path string) (map[lpeer.ID]bool, error) {
 
 // allowGater refuses connections to and from peers not on the allowlist.
 // The peer ID of an inbound connection is known only after the security
-// handshake, so inbound strangers are cut at InterceptSecured.
+// handshake, so inbound strangers are cut at InterceptSecured, unless the
+// node serves a mailbox: then dep may admit them as depositors, which can
+// speak only the mailbox protocol (see depositors.go).
 type allowGater struct {
 	self  lpeer.ID
 	allow map[lpeer.ID]bool
+	dep   *depositorGate
 }
 
 var _ connmgr.ConnectionGater = (*allowGater)(nil)
@@ -115,8 +118,11 @@ func (g *allowGater) ok(p lpeer.ID) bool { return p == g.self || g.allow[p] }
 func (g *allowGater) InterceptPeerDial(p lpeer.ID) bool                 { return g.ok(p) }
 func (g *allowGater) InterceptAddrDial(p lpeer.ID, _ ma.Multiaddr) bool { return g.ok(p) }
 func (g *allowGater) InterceptAccept(network.ConnMultiaddrs) bool       { return true }
-func (g *allowGater) InterceptSecured(_ network.Direction, p lpeer.ID, _ network.ConnMultiaddrs) bool {
-	return g.ok(p)
+func (g *allowGater) InterceptSecured(dir network.Direction, p lpeer.ID, addrs network.ConnMultiaddrs) bool {
+	if g.ok(p) {
+		return true
+	}
+	return dir == network.DirInbound && g.dep != nil && g.dep.admit(p, addrs)
 }
 func (g *allowGater) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) {
 	return true, 0

@@ -66,6 +66,7 @@ type Node struct {
 	mailbox   *mailbox.Service // nil on a bootstrap node without --mailbox
 	services  []Service
 	metrics   *metricsServer // nil unless Config.MetricsAddr
+	gater     *allowGater    // nil without an allowlist
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -125,6 +126,7 @@ func New(ctx context.Context, c Config) (_ *Node, err error) {
 	if err := n.startHost(); err != nil {
 		return nil, err
 	}
+	n.AddService(retention{db: n.db, log: n.log.With("subsystem", "store")})
 	n.registerRoutes()
 	if cfg.Role == RoleUser {
 		svc, err := chat.New(ctx, chat.Config{
@@ -191,6 +193,7 @@ func (n *Node) startMailbox(ctx context.Context) error {
 		return err
 	}
 	n.mailbox = mb
+	n.admitDepositors(mb)
 	if n.chat != nil {
 		n.chat.SetMailbox(mb)
 		n.chat.SetMailboxListHandler(mb.HandleList)
@@ -258,6 +261,7 @@ func (n *Node) startHost() error {
 		return err
 	}
 	n.host = h
+	n.watchDepositors()
 	if len(n.cfg.Listen) == 0 {
 		n.saveListen(h.Network().ListenAddresses())
 	}

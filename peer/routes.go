@@ -10,6 +10,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 	lpeer "github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/parley-im/parley/discovery"
@@ -91,7 +92,15 @@ func (n *Node) Connect(ctx context.Context, addr string) (apitype.ConnectResult,
 	if info.ID == n.host.ID() {
 		return apitype.ConnectResult{}, &parseError{errors.New("that is this node's own address")}
 	}
+	// An explicit connect is a fresh attempt: a failure of the node's own
+	// earlier dial must not hide behind "dial backoff".
+	if sw, ok := n.host.Network().(interface{ Backoff() *swarm.DialBackoff }); ok {
+		sw.Backoff().Clear(info.ID)
+	}
 	if err := n.host.Connect(ctx, info); err != nil {
+		if discovery.IsHandshakeFailure(err) {
+			return apitype.ConnectResult{}, fmt.Errorf("connect to %s: %w (%v)", info.ID, discovery.ErrHandshake, err)
+		}
 		return apitype.ConnectResult{}, fmt.Errorf("connect to %s: %w", info.ID, err)
 	}
 	res := apitype.ConnectResult{PeerID: info.ID.String()}

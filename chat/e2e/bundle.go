@@ -2,15 +2,23 @@ package e2e
 
 import (
 	"crypto/ed25519"
+	"crypto/mlkem"
 	"fmt"
 	"time"
 )
 
 // Bundle is what a node hands out so that a peer can start a session with
 // it: its X25519 identity key and signed prekey, both signed by its Ed25519
-// identity, and at most one one-time prekey. A peer must call Verify with
-// the Ed25519 key of the node's peer ID before using a bundle.
+// identity, at most one one-time prekey and, in version 2 (PQXDH), a signed
+// ML-KEM-768 prekey. A peer must call Verify with the Ed25519 key of the
+// node's peer ID before using a bundle.
+//
+// The version is the negotiation: a version 2 bundle makes the initiator
+// run PQXDH (envelope type 3), a version 1 bundle X3DH (type 2), which
+// peers from before PQXDH speak.
 type Bundle struct {
+	// Version is 1 (X3DH) or 2 (PQXDH); 0 is read as 1.
+	Version byte
 	// IdentityDH is the X25519 identity key.
 	IdentityDH [32]byte
 	// IdentityDHSignature is the Ed25519 signature of
@@ -33,21 +41,64 @@ type Bundle struct {
 	OneTimePrekeyID uint32
 	// OneTimePrekey is an X25519 one-time prekey (not signed).
 	OneTimePrekey [32]byte
+
+	// KEMPrekeyID names the ML-KEM-768 prekey (version 2).
+	KEMPrekeyID uint32
+	// KEMPrekeyLastResort reports whether the KEM prekey is the
+	// last-resort one (reused until it rotates) rather than a one-time one.
+	KEMPrekeyLastResort bool
+	// KEMPrekey is the ML-KEM-768 encapsulation key (version 2).
+	KEMPrekey [KEMPublicKeySize]byte
+	// KEMPrekeySignature is the Ed25519 signature of
+	// "parley/e2e/v2 kem-prekey" || u32 id || u8 kind (1 last-resort,
+	// 2 one-time) || u8 0x01 (ML-KEM-768) || KEMPrekey.
+	KEMPrekeySignature [64]byte
 }
 
 const (
 	bundleBaseSize = 1 + 1 + keySize + sigSize + 4 + 8 + keySize + sigSize
-	// MaxBundleSize is the size of an encoded bundle with a one-time prekey,
-	// the largest there is.
-	MaxBundleSize = bundleBaseSize + 4 + keySize
+	bundleKEMSize  = 4 + 1 + KEMPublicKeySize + sigSize
+	// MaxBundleSize is the size of an encoded version 2 bundle with a
+	// one-time prekey, the largest there is.
+	MaxBundleSize = bundleBaseSize + 4 + keySize + bundleKEMSize
 )
 
-// Verify checks both signatures of the bundle against remote, the Ed25519
-// key of the peer the bundle claims to come from. It returns an error
-// wrapping ErrBadSignature when either does not verify.
+// Bundle flags, the second byte of the encoding.
+const (
+	bundleFlagOneTime    = 1 << 0 // a one-time X25519 prekey follows
+	bundleFlagKEMOneTime = 1 << 1 // version 2: the KEM prekey is a one-time one
+)
+
+// PostQuantum reports whether b is a version 2 (PQXDH) bundle.
+func (b *Bundle) PostQuantum() bool { return b.Version == 2 }
+
+func (b *Bundle) version() byte {
+	if b.Version == 0 {
+		return 1
+	}
+	return b.Version
+}
+
+func (b *Bundle) kemKind() byte {
+	if b.KEMPrekeyLastResort {
+		return kemLastResort
+	}
+	return kemOneTime
+}
+
+// Verify checks every signature of the bundle against remote, the Ed25519
+// key of the peer the bundle claims to come from: the identity key, the
+// signed prekey and, in version 2, the KEM prekey, which must also be a
+// valid ML-KEM-768 encapsulation key. It returns an error wrapping
+// ErrBadSignature when a signature does not verify.
 func (b *Bundle) Verify(remote ed25519.PublicKey) error {
 	if len(remote) != ed25519.PublicKeySize {
 		return fmt.Errorf("e2e: verify bundle: %w: Ed25519 public key has %d bytes", ErrBadSignature, len(remote))
+	}
+	switch b.version() {
+	case 1, 2:
+	default:
+		return fmt.Errorf("e2e: verify bundle: %w %d", ErrUnknownVersion, b.Version)
 	}
 	if !ed25519.Verify(remote, identityDHMessage(&b.IdentityDH), b.IdentityDHSignature[:]) {
 		return fmt.Errorf("e2e: verify bundle: %w: identity key not signed by this peer", ErrBadSignature)
@@ -55,21 +106,39 @@ func (b *Bundle) Verify(remote ed25519.PublicKey) error {
 	if !ed25519.Verify(remote, signedPrekeyMessage(b.SignedPrekeyID, b.SignedPrekeyCreated.Unix(), &b.SignedPrekey), b.SignedPrekeySignature[:]) {
 		return fmt.Errorf("e2e: verify bundle: %w: signed prekey not signed by this peer", ErrBadSignature)
 	}
+	if b.version() == 2 {
+		if !ed25519.Verify(remote, kemPrekeyMessage(b.KEMPrekeyID, b.kemKind(), b.KEMPrekey[:]), b.KEMPrekeySignature[:]) {
+			return fmt.Errorf("e2e: verify bundle: %w: KEM prekey not signed by this peer", ErrBadSignature)
+		}
+		if _, err := mlkem.NewEncapsulationKey768(b.KEMPrekey[:]); err != nil {
+			return fmt.Errorf("e2e: verify bundle: %w: KEM prekey: %v", ErrMalformed, err)
+		}
+	}
 	return nil
 }
 
 // MarshalBinary encodes the bundle:
 //
-//	u8 version | u8 flags (bit 0: one-time prekey) | identity DH [32] |
-//	signature [64] | u32 signed prekey id | u64 created (Unix s) |
-//	signed prekey [32] | signature [64] [| u32 one-time id | one-time [32]]
+//	u8 version | u8 flags (bit 0: one-time prekey; bit 1: one-time KEM
+//	prekey) | identity DH [32] | signature [64] | u32 signed prekey id |
+//	u64 created (Unix s) | signed prekey [32] | signature [64]
+//	[| u32 one-time id | one-time [32]]
+//	[version 2: | u32 KEM id | u8 0x01 (ML-KEM-768) | KEM key [1184] |
+//	 signature [64]]
 func (b *Bundle) MarshalBinary() ([]byte, error) {
+	v := b.version()
+	if v != 1 && v != 2 {
+		return nil, fmt.Errorf("e2e: marshal bundle: %w %d", ErrUnknownVersion, b.Version)
+	}
 	out := make([]byte, 0, MaxBundleSize)
 	flags := byte(0)
 	if b.HasOneTimePrekey {
-		flags = 1
+		flags |= bundleFlagOneTime
 	}
-	out = append(out, Version, flags)
+	if v == 2 && !b.KEMPrekeyLastResort {
+		flags |= bundleFlagKEMOneTime
+	}
+	out = append(out, v, flags)
 	out = append(out, b.IdentityDH[:]...)
 	out = append(out, b.IdentityDHSignature[:]...)
 	out = appendU32(out, b.SignedPrekeyID)
@@ -80,35 +149,54 @@ func (b *Bundle) MarshalBinary() ([]byte, error) {
 		out = appendU32(out, b.OneTimePrekeyID)
 		out = append(out, b.OneTimePrekey[:]...)
 	}
+	if v == 2 {
+		out = appendU32(out, b.KEMPrekeyID)
+		out = append(out, kemTypeMLKEM768)
+		out = append(out, b.KEMPrekey[:]...)
+		out = append(out, b.KEMPrekeySignature[:]...)
+	}
 	return out, nil
 }
 
-// UnmarshalBinary decodes a bundle encoded by MarshalBinary. It does not
-// verify it: call Verify.
+// UnmarshalBinary decodes a bundle encoded by MarshalBinary, of version 1
+// or 2. It does not verify it: call Verify.
 func (b *Bundle) UnmarshalBinary(data []byte) error {
 	if len(data) > MaxBundleSize {
 		return fmt.Errorf("e2e: unmarshal bundle: %w: %d bytes, limit %d", ErrTooLarge, len(data), MaxBundleSize)
 	}
-	if len(data) > 0 && data[0] != Version {
+	if len(data) > 0 && data[0] != 1 && data[0] != 2 {
 		return fmt.Errorf("e2e: unmarshal bundle: %w %d", ErrUnknownVersion, data[0])
 	}
 	d := decoder{b: data}
-	d.u8()
+	v := d.u8()
 	flags := d.u8()
-	if flags > 1 {
+	allowed := byte(bundleFlagOneTime)
+	if v == 2 {
+		allowed |= bundleFlagKEMOneTime
+	}
+	if flags&^allowed != 0 {
 		return fmt.Errorf("e2e: unmarshal bundle: %w: unknown flags %#x", ErrMalformed, flags)
 	}
-	var n Bundle
+	n := Bundle{Version: v}
 	d.key(&n.IdentityDH)
 	copy(n.IdentityDHSignature[:], d.take(sigSize))
 	n.SignedPrekeyID = d.u32()
 	n.SignedPrekeyCreated = time.Unix(int64(d.u64()), 0)
 	d.key(&n.SignedPrekey)
 	copy(n.SignedPrekeySignature[:], d.take(sigSize))
-	if flags == 1 {
+	if flags&bundleFlagOneTime != 0 {
 		n.HasOneTimePrekey = true
 		n.OneTimePrekeyID = d.u32()
 		d.key(&n.OneTimePrekey)
+	}
+	if v == 2 {
+		n.KEMPrekeyID = d.u32()
+		if t := d.u8(); !d.failed && t != kemTypeMLKEM768 {
+			return fmt.Errorf("e2e: unmarshal bundle: %w: unknown KEM type %#x", ErrMalformed, t)
+		}
+		n.KEMPrekeyLastResort = flags&bundleFlagKEMOneTime == 0
+		copy(n.KEMPrekey[:], d.take(KEMPublicKeySize))
+		copy(n.KEMPrekeySignature[:], d.take(sigSize))
 	}
 	if !d.ok() {
 		return fmt.Errorf("e2e: unmarshal bundle: %w: wrong length %d", ErrMalformed, len(data))

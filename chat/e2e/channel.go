@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/mlkem"
 	"crypto/subtle"
 	"fmt"
 	"io"
@@ -47,6 +48,11 @@ type Channel struct {
 	skipped       []skippedKey // oldest first
 	seen          [][keySize]byte
 	last          int64 // Unix seconds of the latest successful operation
+	// pqOnly: the contact speaks PQXDH (a PQXDH session was set up with it,
+	// either way, or it was added from a version 2 contact link). From then
+	// on X3DH is refused both ways with ErrDowngrade: as initiator (a
+	// version 1 bundle) and as responder (a type 2 prekey message).
+	pqOnly bool
 }
 
 const (
@@ -65,6 +71,7 @@ type session struct {
 	initiator bool          // we ran X3DH as initiator
 	pending   bool          // initiator and no message received yet
 	closed    bool          // retired by Reset or Initiate: never current again
+	pq        bool          // set up with PQXDH (a KEM secret is in the root key)
 	baseKey   [keySize]byte // initiator's ephemeral key: identifies the session
 	rk        [keySize]byte
 	dhs       keyPair
@@ -99,6 +106,23 @@ type skippedKey struct {
 // HasSession reports whether the channel has a current session to encrypt
 // with.
 func (c *Channel) HasSession() bool { return c.cur != nil }
+
+// PostQuantum reports whether the current session was set up with PQXDH,
+// so that its root key mixes an ML-KEM-768 shared secret with the X25519
+// ones. Sessions set up with X3DH (from a version 1 bundle, or with a peer
+// from before PQXDH) report false.
+func (c *Channel) PostQuantum() bool { return c.cur != nil && c.cur.pq }
+
+// RequirePostQuantum records that the contact speaks PQXDH, without a
+// session yet (a contact added from a version 2 link whose bundle is too
+// old to use): every later session with it must be a PQXDH one. Setting up
+// a PQXDH session records the same. It cannot be undone; a contact that
+// really went back to an old release must be removed and added again.
+func (c *Channel) RequirePostQuantum() { c.pqOnly = true }
+
+// PostQuantumRequired reports whether X3DH is refused with this contact
+// (see RequirePostQuantum).
+func (c *Channel) PostQuantumRequired() bool { return c.pqOnly }
 
 // Reset retires the current session: the next Encrypt fails with
 // ErrNoSession until Initiate is called with a fresh bundle, and the
@@ -146,10 +170,21 @@ func (c *Channel) setBound(local ed25519.PrivateKey, remote ed25519.PublicKey) {
 	c.bound = true
 }
 
-// ad returns the associated data of a message: version || initiator
-// Ed25519 key || responder Ed25519 key || envelope head.
-func ad(local, remote []byte, initiator bool, head []byte) []byte {
-	b := make([]byte, 0, 1+2*ed25519.PublicKeySize+len(head))
+// openMessage decrypts the ratchet message env under the message key mk.
+func openMessage(mk *[keySize]byte, local, remote []byte, initiator bool, env *envelope) ([]byte, error) {
+	k := getKDF()
+	defer k.put()
+	return openMessageWith(k, mk, local, remote, initiator, env)
+}
+
+func openMessageWith(k *kdfState, mk *[keySize]byte, local, remote []byte, initiator bool, env *envelope) ([]byte, error) {
+	k.ad = appendAD(k.ad[:0], local, remote, initiator, env.head)
+	return openWith(k, mk, labelMessageKey, env.ciphertext, k.ad)
+}
+
+// appendAD appends the associated data of a message to b: version ||
+// initiator Ed25519 key || responder Ed25519 key || envelope head.
+func appendAD(b, local, remote []byte, initiator bool, head []byte) []byte {
 	b = append(b, Version)
 	if initiator {
 		b = append(b, local...)
@@ -206,10 +241,13 @@ func (c *Channel) promote(s *session, now int64) {
 }
 
 // Initiate starts a new session with the contact remote from its bundle b,
-// as the X3DH initiator: it verifies b against remote, refuses a signed
-// prekey older than SignedPrekeyMaxAge, and makes the new session current
-// (the previous one, if any, is retired). Messages encrypted on the new
-// session are prekey messages until the contact replies.
+// as the initiator: it verifies every signature of b against remote,
+// refuses a signed prekey older than SignedPrekeyMaxAge, and makes the new
+// session current (the previous one, if any, is retired). A version 2
+// bundle starts a PQXDH session: the initiator encapsulates to the bundle's
+// KEM prekey and mixes the shared secret into the root key. A version 1
+// bundle starts an X3DH session. Messages encrypted on the new session are
+// prekey messages until the contact replies.
 func (c *Channel) Initiate(local ed25519.PrivateKey, ks *KeyStore, remote ed25519.PublicKey, b Bundle, rand io.Reader, now time.Time) error {
 	if err := ks.check(local); err != nil {
 		return fmt.Errorf("e2e: initiate: %w", err)
@@ -219,6 +257,9 @@ func (c *Channel) Initiate(local ed25519.PrivateKey, ks *KeyStore, remote ed2551
 	}
 	if err := b.Verify(remote); err != nil {
 		return fmt.Errorf("e2e: initiate: %w", err)
+	}
+	if c.pqOnly && !b.PostQuantum() {
+		return fmt.Errorf("e2e: initiate: %w: the contact offered a version 1 (X3DH) bundle", ErrDowngrade)
 	}
 	if now.Sub(b.SignedPrekeyCreated) >= SignedPrekeyMaxAge {
 		return fmt.Errorf("e2e: initiate: %w: bundle's signed prekey is older than %v; the contact must run Maintain", ErrExpiredPrekey, SignedPrekeyMaxAge)
@@ -248,7 +289,24 @@ func (c *Channel) Initiate(local ed25519.PrivateKey, ks *KeyStore, remote ed2551
 			return fmt.Errorf("e2e: initiate: bundle: %w", err)
 		}
 	}
-	sk := x3dhSecret(dhOut[:len(pairs)], local.Public().(ed25519.PublicKey), remote)
+	localPub := local.Public().(ed25519.PublicKey)
+	var sk [keySize]byte
+	var kemCT []byte
+	if b.PostQuantum() {
+		ek, err := mlkem.NewEncapsulationKey768(b.KEMPrekey[:])
+		if err != nil {
+			return fmt.Errorf("e2e: initiate: bundle: %w: KEM prekey: %v", ErrMalformed, err)
+		}
+		ss, ct, err := encapsulate(ek, rand)
+		if err != nil {
+			return fmt.Errorf("e2e: initiate: %w", err)
+		}
+		sk = pqxdhSecret(dhOut[:len(pairs)], ss, b.KEMPrekey[:], ct, localPub, remote)
+		clear(ss)
+		kemCT = ct
+	} else {
+		sk = x3dhSecret(dhOut[:len(pairs)], localPub, remote)
+	}
 	defer clear(sk[:])
 	first, err := dh(&dhs.priv, &b.SignedPrekey)
 	if err != nil {
@@ -263,7 +321,7 @@ func (c *Channel) Initiate(local ed25519.PrivateKey, ks *KeyStore, remote ed2551
 	if ms := now.UnixMilli(); ms > 0 && uint64(ms) > gen {
 		gen = uint64(ms)
 	}
-	s := &session{gen: gen, initiator: true, pending: true, baseKey: ek.pub, dhs: dhs, dhr: b.SignedPrekey, hasDHr: true, hasCKs: true}
+	s := &session{gen: gen, initiator: true, pending: true, pq: b.PostQuantum(), baseKey: ek.pub, dhs: dhs, dhr: b.SignedPrekey, hasDHr: true, hasCKs: true}
 	s.rk, s.cks = kdfRK(&sk, &first)
 	s.pre = prekeyHeader{
 		gen:         gen,
@@ -276,7 +334,15 @@ func (c *Channel) Initiate(local ed25519.PrivateKey, ks *KeyStore, remote ed2551
 	if b.HasOneTimePrekey {
 		s.pre.otpkID = b.OneTimePrekeyID
 	}
+	if b.PostQuantum() {
+		s.pre.pq = true
+		copy(s.pre.initiator[:], localPub)
+		s.pre.kemID = b.KEMPrekeyID
+		s.pre.kemKind = b.kemKind()
+		s.pre.kemCT = kemCT
+	}
 	c.setBound(local, remote)
+	c.pqOnly = c.pqOnly || s.pq
 	if c.cur != nil {
 		c.cur.closed = true
 		c.retire(c.cur, now.Unix())
@@ -285,6 +351,15 @@ func (c *Channel) Initiate(local ed25519.PrivateKey, ks *KeyStore, remote ed2551
 	c.maxGen = gen
 	c.prune(now.Unix())
 	return nil
+}
+
+// encapsulate is ML-KEM-768 encapsulation. Production code draws its
+// randomness from crypto/rand inside crypto/mlkem (the rand argument is
+// not used); known-answer tests replace it with the derandomized
+// encapsulation of crypto/mlkem/mlkemtest reading from rand.
+var encapsulate = func(ek *mlkem.EncapsulationKey768, _ io.Reader) (sharedKey, ciphertext []byte, err error) {
+	ss, ct := ek.Encapsulate()
+	return ss, ct, nil
 }
 
 // Encrypt encrypts plaintext (at most MaxPlaintextSize bytes) on the
@@ -312,6 +387,10 @@ func (c *Channel) Encrypt(local ed25519.PrivateKey, ks *KeyStore, plaintext []by
 	if s.pending {
 		typ = typePrekey
 		size += prekeyHeaderSize
+		if s.pq {
+			typ = typePrekeyPQ
+			size += pqHeaderSize
+		}
 	}
 	out := make([]byte, 0, size)
 	out = append(out, Version, typ)
@@ -320,8 +399,11 @@ func (c *Channel) Encrypt(local ed25519.PrivateKey, ks *KeyStore, plaintext []by
 	}
 	h := header{dh: s.dhs.pub, pn: s.pn, n: s.ns}
 	out = h.append(out)
-	mk, next := kdfCK(&s.cks)
-	out = seal(out, &mk, labelMessageKey, plaintext, ad(c.local[:], c.remote[:], s.initiator, out))
+	k := getKDF()
+	defer k.put()
+	mk, next := kdfCKWith(k, &s.cks)
+	k.ad = appendAD(k.ad[:0], c.local[:], c.remote[:], s.initiator, out)
+	out = sealWith(k, out, &mk, labelMessageKey, plaintext, k.ad)
 	clear(mk[:])
 	s.cks = next
 	s.ns++
@@ -365,7 +447,8 @@ func (c *Channel) decrypt(local ed25519.PrivateKey, ks *KeyStore, remote ed25519
 		}
 		return c.decryptMessage(&env, rand, now)
 	}
-	for _, s := range c.sessions(now.Unix()) {
+	var buf [1 + MaxPreviousSessions]*session
+	for _, s := range c.sessions(buf[:0], now.Unix()) {
 		if !s.initiator && s.baseKey == env.pre.ephemeral {
 			pt, err := c.decryptMessage(&env, rand, now)
 			if err != nil {
@@ -384,10 +467,10 @@ func (c *Channel) decrypt(local ed25519.PrivateKey, ks *KeyStore, remote ed25519
 	return c.respond(local, ks, remote, &env, rand, now)
 }
 
-// sessions returns the current session, if any, then the previous ones
-// not yet past PreviousSessionMaxAge at now.
-func (c *Channel) sessions(now int64) []*session {
-	all := make([]*session, 0, 1+len(c.old))
+// sessions appends to all the current session, if any, then the previous
+// ones not yet past PreviousSessionMaxAge at now. Callers pass a buffer of
+// 1+MaxPreviousSessions on their stack.
+func (c *Channel) sessions(all []*session, now int64) []*session {
 	if c.cur != nil {
 		all = append(all, c.cur)
 	}
@@ -408,6 +491,17 @@ func (c *Channel) respond(local ed25519.PrivateKey, ks *KeyStore, remote ed25519
 		return nil, err
 	}
 	pre := &env.pre
+	if c.pqOnly && !pre.pq {
+		return nil, fmt.Errorf("%w: a type 2 (X3DH) prekey message", ErrDowngrade)
+	}
+	// Used no one-time prekey: nothing consumed stops a replay but this.
+	noOneTime := !pre.hasOTPK && (!pre.pq || pre.kemKind != kemOneTime)
+	if noOneTime && ks.isSpent(&pre.ephemeral) {
+		return nil, fmt.Errorf("%w: prekey message already accepted (its session is gone)", ErrReplay)
+	}
+	if pre.pq && subtle.ConstantTimeCompare(pre.initiator[:], remote) != 1 {
+		return nil, fmt.Errorf("%w: the prekey message names another initiator than its sender", ErrKeyMismatch)
+	}
 	if !ed25519.Verify(remote, identityDHMessage(&pre.identityDH), pre.identitySig[:]) {
 		return nil, fmt.Errorf("%w: the sender's identity key is not signed by the contact", ErrBadSignature)
 	}
@@ -417,26 +511,50 @@ func (c *Channel) respond(local ed25519.PrivateKey, ks *KeyStore, remote ed25519
 	}
 	var dhOut [4][keySize]byte
 	defer clear(dhOut[:])
-	pairs := []struct{ priv, pub *[keySize]byte }{
+	// An array, not an appended slice: a slice that grows moves to the
+	// heap, and with it the envelope its pointers reach (on every Decrypt).
+	all := [4]struct{ priv, pub *[keySize]byte }{
 		{&spk.kp.priv, &pre.identityDH},
 		{&ks.idDH.priv, &pre.ephemeral},
 		{&spk.kp.priv, &pre.ephemeral},
 	}
+	pairs := all[:3]
 	if pre.hasOTPK {
 		i, err := ks.oneTimePrekey(pre.otpkID)
 		if err != nil {
 			return nil, err
 		}
-		pairs = append(pairs, struct{ priv, pub *[keySize]byte }{&ks.otpks[i].kp.priv, &pre.ephemeral})
+		all[3] = struct{ priv, pub *[keySize]byte }{&ks.otpks[i].kp.priv, &pre.ephemeral}
+		pairs = all[:4]
 	}
 	for i, p := range pairs {
 		if dhOut[i], err = dh(p.priv, p.pub); err != nil {
 			return nil, err
 		}
 	}
-	sk := x3dhSecret(dhOut[:len(pairs)], remote, local.Public().(ed25519.PublicKey))
+	var sk [keySize]byte
+	if pre.pq {
+		kp, err := ks.kemPrekey(pre.kemID, pre.kemKind, now)
+		if err != nil {
+			return nil, err
+		}
+		dk, err := kp.key()
+		if err != nil {
+			return nil, err
+		}
+		// ML-KEM decapsulation rejects implicitly: a tampered ciphertext
+		// yields an unrelated secret, so the AEAD below fails.
+		ss, err := dk.Decapsulate(pre.kemCT)
+		if err != nil {
+			return nil, fmt.Errorf("%w: KEM ciphertext: %v", ErrMalformed, err)
+		}
+		sk = pqxdhSecret(dhOut[:len(pairs)], ss, dk.EncapsulationKey().Bytes(), pre.kemCT, remote, local.Public().(ed25519.PublicKey))
+		clear(ss)
+	} else {
+		sk = x3dhSecret(dhOut[:len(pairs)], remote, local.Public().(ed25519.PublicKey))
+	}
 	defer clear(sk[:])
-	s := session{gen: pre.gen, baseKey: pre.ephemeral, rk: sk, dhs: spk.kp}
+	s := session{gen: pre.gen, pq: pre.pq, baseKey: pre.ephemeral, rk: sk, dhs: spk.kp}
 	r, err := c.dhStep(s, env, rand, local[32:], remote)
 	if err != nil {
 		return nil, err
@@ -446,8 +564,15 @@ func (c *Channel) respond(local ed25519.PrivateKey, ks *KeyStore, remote ed25519
 	r.target = ns
 	c.commit(&r, now.Unix())
 	c.setBound(local, remote)
+	c.pqOnly = c.pqOnly || pre.pq
 	if pre.hasOTPK {
 		ks.consumeOneTimePrekey(pre.otpkID)
+	}
+	if pre.pq && pre.kemKind == kemOneTime {
+		ks.consumeKEMPrekey(pre.kemID)
+	}
+	if noOneTime {
+		ks.spend(pre.ephemeral, pre.spkID)
 	}
 	c.seen = append(c.seen, pre.ephemeral)
 	if len(c.seen) > maxSeenBaseKeys {
@@ -486,13 +611,14 @@ func (c *Channel) tryDecrypt(env *envelope, rand io.Reader, now int64) (recvResu
 		if k.n != h.n || k.dh != h.dh || now >= k.created+int64(SkippedKeyMaxAge/time.Second) {
 			continue
 		}
-		pt, err := open(&k.mk, labelMessageKey, env.ciphertext, ad(c.local[:], c.remote[:], k.initiator, env.head))
+		pt, err := openMessage(&k.mk, c.local[:], c.remote[:], k.initiator, env)
 		if err != nil {
 			return recvResult{}, fmt.Errorf("%w: tampered or truncated message", err)
 		}
 		return recvResult{plaintext: pt, usedKey: i}, nil
 	}
-	all := c.sessions(now)
+	var buf [1 + MaxPreviousSessions]*session
+	all := c.sessions(buf[:0], now)
 	// 2. The current receiving chain of a session.
 	for _, s := range all {
 		if s.hasDHr && s.dhr == h.dh {
@@ -530,8 +656,13 @@ func (c *Channel) tryDecrypt(env *envelope, rand io.Reader, now int64) (recvResu
 // skip derives the message keys of chain ck from number from up to (not
 // including) to, appending them to out.
 func skip(ck *[keySize]byte, dhPub [keySize]byte, from, to uint32, initiator bool, out []skippedKey) []skippedKey {
+	if from >= to {
+		return out
+	}
+	k := getKDF()
+	defer k.put()
 	for n := from; n < to; n++ {
-		mk, next := kdfCK(ck)
+		mk, next := kdfCKWith(k, ck)
 		*ck = next
 		out = append(out, skippedKey{dh: dhPub, n: n, mk: mk, initiator: initiator})
 	}
@@ -553,8 +684,10 @@ func (c *Channel) sameChain(s session, env *envelope) (recvResult, error) {
 	}
 	ck := s.ckr
 	r.newSkipped = skip(&ck, h.dh, s.nr, h.n, s.initiator, nil)
-	mk, next := kdfCK(&ck)
-	pt, err := open(&mk, labelMessageKey, env.ciphertext, ad(c.local[:], c.remote[:], s.initiator, env.head))
+	k := getKDF()
+	defer k.put()
+	mk, next := kdfCKWith(k, &ck)
+	pt, err := openMessageWith(k, &mk, c.local[:], c.remote[:], s.initiator, env)
 	clear(mk[:])
 	if err != nil {
 		zeroSkipped(r.newSkipped)
@@ -595,8 +728,10 @@ func (c *Channel) dhStep(s session, env *envelope, rand io.Reader, local, remote
 	rk, ckr := kdfRK(&s.rk, &shared)
 	clear(shared[:])
 	r.newSkipped = skip(&ckr, h.dh, 0, h.n, s.initiator, r.newSkipped)
-	mk, next := kdfCK(&ckr)
-	pt, err := open(&mk, labelMessageKey, env.ciphertext, ad(local, remote, s.initiator, env.head))
+	k := getKDF()
+	defer k.put()
+	mk, next := kdfCKWith(k, &ckr)
+	pt, err := openMessageWith(k, &mk, local, remote, s.initiator, env)
 	clear(mk[:])
 	if err != nil {
 		zeroSkipped(r.newSkipped)

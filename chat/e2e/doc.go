@@ -1,23 +1,29 @@
-// Package e2e is Parley's end-to-end encryption: an X3DH-style session setup
-// bound to the node's Ed25519 identity, the Double Ratchet for direct
-// messages, and sender-key chains for private rooms.
+// Package e2e is Parley's end-to-end encryption: a post-quantum hybrid
+// session setup (PQXDH, after Signal's specification) bound to the node's
+// Ed25519 identity, with X3DH kept for peers from before it, the Double
+// Ratchet for direct messages, and sender-key chains for private rooms.
 //
 // The package is pure: it does no I/O, keeps no clocks and logs nothing.
 // Randomness comes from an io.Reader and the current time from a time.Time
-// passed by the caller, so every operation is deterministic given its inputs.
+// passed by the caller, so every operation is deterministic given its inputs
+// (ML-KEM encapsulation excepted: crypto/mlkem draws its own randomness).
 // All state (KeyStore, Channel, SenderChain, SenderReceiver) serialises with
 // MarshalBinary; the caller stores it, typically in SQLite, in the same
 // transaction as the message that changed it.
 //
-// There is exactly one construction, version 1, with no options:
+// The constructions, with no options:
 //
 //   - X25519 for every Diffie-Hellman, refusing low-order points;
-//   - HKDF-SHA256 with "parley/e2e/v1 ..." info labels for every key
-//     derivation, HMAC-SHA256 for the symmetric chains;
+//   - session setup version 2, PQXDH: X3DH's four DH outputs and an
+//     ML-KEM-768 shared secret (crypto/mlkem) from a signed KEM prekey, a
+//     one-time one or the last-resort one; version 1, X3DH, only with
+//     peers that serve version 1 bundles. The bundle's version decides;
+//   - HKDF-SHA256 with "parley/e2e/v1 ..." and "parley/e2e/v2 ..." info
+//     labels for every key derivation, HMAC-SHA256 for the symmetric chains;
 //   - ChaCha20-Poly1305 for every payload, with a key and nonce derived
 //     from a single-use message key;
-//   - Ed25519 signatures over labelled messages to bind the X25519 keys to
-//     the libp2p identity.
+//   - Ed25519 signatures over labelled messages to bind the X25519 and
+//     ML-KEM keys to the libp2p identity.
 //
 // Every decoder has a hard size limit and refuses unknown versions with
 // ErrUnknownVersion. Every failed Decrypt or Open leaves the state exactly
@@ -26,9 +32,10 @@ package e2e
 
 import "time"
 
-// Version is the version of every encoding and construction in this package.
-// It is the first byte of every envelope, bundle, distribution message,
-// sender message and stored state.
+// Version is the first byte of every envelope, distribution message and
+// sender message. Bundles are version 1 (X3DH) or 2 (PQXDH); a PQXDH
+// prekey message is envelope type 3; KeyStore and Channel state are
+// encoded as version 2 and still decode from version 1.
 const Version = 1
 
 // Size limits.

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"crypto/ed25519"
 	"fmt"
 	"math"
 )
@@ -9,12 +10,19 @@ import (
 const (
 	typeMessage = 1 // a ratchet message
 	typePrekey  = 2 // a ratchet message preceded by the X3DH header
+	// typePrekeyPQ is a ratchet message preceded by the PQXDH header: the
+	// X3DH header, the initiator's Ed25519 key, the KEM prekey used and the
+	// KEM ciphertext. Peers from before PQXDH never receive one: they serve
+	// version 1 bundles only.
+	typePrekeyPQ = 3
 )
 
 const (
 	headerSize       = keySize + 4 + 4
 	prekeyHeaderSize = 8 + keySize + sigSize + keySize + 4 + 1 + 4
-	minEnvelopeSize  = 2 + headerSize + tagSize
+	// pqHeaderSize is what a type 3 header adds to the X3DH header.
+	pqHeaderSize    = ed25519.PublicKeySize + 4 + 1 + KEMCiphertextSize
+	minEnvelopeSize = 2 + headerSize + tagSize
 )
 
 // header is the Double Ratchet header: the sender's current ratchet public
@@ -55,6 +63,13 @@ type prekeyHeader struct {
 	spkID       uint32
 	hasOTPK     bool
 	otpkID      uint32
+
+	// PQXDH (type 3) only.
+	pq        bool
+	initiator [ed25519.PublicKeySize]byte // initiator's Ed25519 key
+	kemID     uint32
+	kemKind   byte // kemLastResort or kemOneTime
+	kemCT     []byte
 }
 
 func (p *prekeyHeader) append(b []byte) []byte {
@@ -68,7 +83,14 @@ func (p *prekeyHeader) append(b []byte) []byte {
 		flag = 1
 	}
 	b = append(b, flag)
-	return appendU32(b, p.otpkID)
+	b = appendU32(b, p.otpkID)
+	if p.pq {
+		b = append(b, p.initiator[:]...)
+		b = appendU32(b, p.kemID)
+		b = append(b, p.kemKind)
+		b = append(b, p.kemCT...)
+	}
+	return b
 }
 
 // envelope is a parsed envelope. head is every byte before the ciphertext;
@@ -99,7 +121,7 @@ func parseEnvelope(data []byte) (envelope, error) {
 	off := 2
 	switch e.typ {
 	case typeMessage:
-	case typePrekey:
+	case typePrekey, typePrekeyPQ:
 		if len(data) < off+prekeyHeaderSize {
 			return e, fmt.Errorf("%w: truncated prekey header", ErrMalformed)
 		}
@@ -121,6 +143,21 @@ func parseEnvelope(data []byte) (envelope, error) {
 			return e, fmt.Errorf("%w: one-time prekey id without flag", ErrMalformed)
 		}
 		off += prekeyHeaderSize
+		if e.typ == typePrekeyPQ {
+			if len(data) < off+pqHeaderSize {
+				return e, fmt.Errorf("%w: truncated PQXDH header", ErrMalformed)
+			}
+			d := decoder{b: data[off : off+pqHeaderSize]}
+			e.pre.pq = true
+			copy(e.pre.initiator[:], d.take(ed25519.PublicKeySize))
+			e.pre.kemID = d.u32()
+			e.pre.kemKind = d.u8()
+			if e.pre.kemKind != kemLastResort && e.pre.kemKind != kemOneTime {
+				return e, fmt.Errorf("%w: bad KEM prekey kind %d", ErrMalformed, e.pre.kemKind)
+			}
+			e.pre.kemCT = d.take(KEMCiphertextSize)
+			off += pqHeaderSize
+		}
 	default:
 		return e, fmt.Errorf("%w: unknown envelope type %d", ErrMalformed, e.typ)
 	}
@@ -142,5 +179,21 @@ func parseEnvelope(data []byte) (envelope, error) {
 // is, whether decrypting it may consume a one-time prekey from the KeyStore
 // (so the KeyStore must be saved with the result).
 func IsPrekeyEnvelope(envelope []byte) bool {
-	return len(envelope) >= 2 && envelope[0] == Version && envelope[1] == typePrekey
+	return len(envelope) >= 2 && envelope[0] == Version && (envelope[1] == typePrekey || envelope[1] == typePrekeyPQ)
+}
+
+// PrekeyInitiator returns the Ed25519 key that a PQXDH prekey envelope
+// (type 3) names as its initiator, for a receiver that does not know the
+// sender yet (a first message from a mailbox). It is a claim, not a
+// proof: Decrypt with that key as remote authenticates it (the identity
+// DH key must be signed by it and the X3DH and AEAD must succeed).
+func PrekeyInitiator(envelope []byte) (ed25519.PublicKey, error) {
+	e, err := parseEnvelope(envelope)
+	if err != nil {
+		return nil, fmt.Errorf("e2e: prekey initiator: %w", err)
+	}
+	if e.typ != typePrekeyPQ {
+		return nil, fmt.Errorf("e2e: prekey initiator: %w: not a PQXDH prekey message", ErrMalformed)
+	}
+	return ed25519.PublicKey(e.pre.initiator[:]), nil
 }

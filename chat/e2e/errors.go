@@ -36,6 +36,11 @@ var (
 	// prekey that this node does not have (never issued, already used, or
 	// dropped after its grace period).
 	ErrUnknownPrekey = errors.New("e2e: unknown prekey")
+	// ErrDowngrade means X3DH (a version 1 bundle or a type 2 prekey
+	// message) was offered for a contact that is known to speak PQXDH: it
+	// once set up a PQXDH session with us, or we added it from a version 2
+	// contact link. Such a contact gets PQXDH or nothing.
+	ErrDowngrade = errors.New("e2e: X3DH refused for a contact that speaks PQXDH")
 	// ErrExpiredPrekey means a signed prekey is past its lifetime.
 	ErrExpiredPrekey = errors.New("e2e: expired signed prekey")
 	// ErrWrongChain means a sender-key message belongs to another chain.

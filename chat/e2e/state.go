@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"fmt"
 )
@@ -9,9 +10,15 @@ const (
 	sessionFixedSize = 8 + 1 + 7*keySize + 3*4 + 8 + keySize + sigSize + 4 + 4 + 1
 	skippedEntrySize = keySize + 4 + keySize + 8 + 1
 	channelFixedSize = 1 + 1 + 2*ed25519.PublicKeySize + 8 + 8
+	// sessionPQSize is what a PQXDH session adds (state version 2): the
+	// KEM prekey id and kind, and the ciphertext a pending session repeats.
+	sessionPQSize = 4 + 1 + KEMCiphertextSize
 	// maxChannelStateSize is the hard limit of an encoded Channel.
-	maxChannelStateSize = channelFixedSize + (1+MaxPreviousSessions)*(sessionFixedSize+maxPrevChains*keySize) +
+	maxChannelStateSize = channelFixedSize + (1+MaxPreviousSessions)*(sessionFixedSize+sessionPQSize+maxPrevChains*keySize) +
 		1 + 2 + MaxSkippedKeys*skippedEntrySize + 1 + maxSeenBaseKeys*keySize
+	// channelStateVersion is the version of the Channel encoding: 2 adds
+	// the PQXDH fields of sessions (flagPQ). Version 1 still decodes.
+	channelStateVersion = 2
 )
 
 // Session flags in the encoded state.
@@ -23,6 +30,7 @@ const (
 	flagHasCKs
 	flagHasCKr
 	flagOTPK
+	flagPQ  // state version 2 only
 	flagAll = 1<<iota - 1
 )
 
@@ -33,7 +41,7 @@ func appendSession(b []byte, s *session) []byte {
 		on  bool
 		bit byte
 	}{{s.initiator, flagInitiator}, {s.pending, flagPending}, {s.closed, flagClosed}, {s.hasDHr, flagHasDHr},
-		{s.hasCKs, flagHasCKs}, {s.hasCKr, flagHasCKr}, {s.pre.hasOTPK, flagOTPK}} {
+		{s.hasCKs, flagHasCKs}, {s.hasCKr, flagHasCKr}, {s.pre.hasOTPK, flagOTPK}, {s.pq, flagPQ}} {
 		if x.on {
 			f |= x.bit
 		}
@@ -54,14 +62,25 @@ func appendSession(b []byte, s *session) []byte {
 	for _, p := range s.prevRecv {
 		b = append(b, p[:]...)
 	}
+	if s.pq {
+		b = appendU32(b, s.pre.kemID)
+		b = append(b, s.pre.kemKind)
+		if s.pending {
+			b = append(b, s.pre.kemCT...)
+		}
+	}
 	return b
 }
 
-func readSession(d *decoder) (*session, error) {
+func readSession(d *decoder, ver byte) (*session, error) {
 	s := new(session)
 	s.gen = d.u64()
 	f := d.u8()
-	if f&^flagAll != 0 {
+	all := byte(flagAll)
+	if ver < channelStateVersion {
+		all &^= flagPQ
+	}
+	if f&^all != 0 {
 		return nil, fmt.Errorf("%w: unknown session flags %#x", ErrMalformed, f)
 	}
 	s.initiator = f&flagInitiator != 0
@@ -82,6 +101,7 @@ func readSession(d *decoder) (*session, error) {
 	copy(s.pre.identitySig[:], d.take(sigSize))
 	s.pre.spkID = d.u32()
 	s.pre.otpkID = d.u32()
+	s.pq = f&flagPQ != 0
 	s.pre.gen = s.gen
 	s.pre.ephemeral = s.baseKey
 	n := int(d.u8())
@@ -92,6 +112,17 @@ func readSession(d *decoder) (*session, error) {
 		var p [keySize]byte
 		d.key(&p)
 		s.prevRecv = append(s.prevRecv, p)
+	}
+	if s.pq {
+		s.pre.pq = true
+		s.pre.kemID = d.u32()
+		s.pre.kemKind = d.u8()
+		if !d.failed && s.pending && s.pre.kemKind != kemLastResort && s.pre.kemKind != kemOneTime {
+			return nil, fmt.Errorf("%w: bad KEM prekey kind", ErrMalformed)
+		}
+		if s.pending {
+			s.pre.kemCT = bytes.Clone(d.take(KEMCiphertextSize))
+		}
 	}
 	if d.failed {
 		return nil, fmt.Errorf("%w: truncated session", ErrMalformed)
@@ -106,13 +137,16 @@ func readSession(d *decoder) (*session, error) {
 // data, in the same transaction as the message that changed it.
 func (c *Channel) MarshalBinary() ([]byte, error) {
 	b := make([]byte, 0, channelFixedSize+(1+len(c.old))*(sessionFixedSize+4*keySize)+len(c.skipped)*skippedEntrySize+len(c.seen)*keySize+8)
-	b = append(b, Version)
+	b = append(b, channelStateVersion)
 	var f byte
 	if c.bound {
 		f |= 1
 	}
 	if c.cur != nil {
 		f |= 2
+	}
+	if c.pqOnly {
+		f |= 4
 	}
 	b = append(b, f)
 	b = append(b, c.local[:]...)
@@ -161,22 +195,26 @@ func unmarshalChannel(data []byte) (*Channel, error) {
 	if len(data) > maxChannelStateSize {
 		return nil, fmt.Errorf("%w: %d bytes", ErrTooLarge, len(data))
 	}
-	if len(data) > 0 && data[0] != Version {
+	if len(data) > 0 && data[0] != 1 && data[0] != channelStateVersion {
 		return nil, fmt.Errorf("%w %d", ErrUnknownVersion, data[0])
 	}
 	d := decoder{b: data}
-	d.u8()
+	ver := d.u8()
 	f := d.u8()
-	if f&^3 != 0 {
+	known := byte(3)
+	if ver == channelStateVersion {
+		known |= 4 // PQXDH only
+	}
+	if f&^known != 0 {
 		return nil, fmt.Errorf("%w: unknown flags %#x", ErrMalformed, f)
 	}
-	c := &Channel{bound: f&1 != 0}
+	c := &Channel{bound: f&1 != 0, pqOnly: f&4 != 0}
 	copy(c.local[:], d.take(ed25519.PublicKeySize))
 	copy(c.remote[:], d.take(ed25519.PublicKeySize))
 	c.maxGen = d.u64()
 	c.last = int64(d.u64())
 	if f&2 != 0 {
-		s, err := readSession(&d)
+		s, err := readSession(&d, ver)
 		if err != nil {
 			return nil, err
 		}
@@ -187,7 +225,7 @@ func unmarshalChannel(data []byte) (*Channel, error) {
 		return nil, fmt.Errorf("%w: %d previous sessions", ErrMalformed, nold)
 	}
 	for range nold {
-		s, err := readSession(&d)
+		s, err := readSession(&d, ver)
 		if err != nil {
 			return nil, err
 		}
@@ -232,6 +270,12 @@ func unmarshalChannel(data []byte) (*Channel, error) {
 	}
 	if !c.bound && (c.cur != nil || len(c.old) > 0) {
 		return nil, fmt.Errorf("%w: sessions without identities", ErrMalformed)
+	}
+	for _, s := range append([]*session{c.cur}, c.old...) {
+		if s != nil && s.pq {
+			s.pre.initiator = c.local // a pending session is ours: we initiated it
+			c.pqOnly = true
+		}
 	}
 	return c, nil
 }

@@ -78,8 +78,8 @@ func TestAbuseIsRefused(t *testing.T) {
 	var secret mailbox.Secret
 	copy(secret[:], bytes.Repeat([]byte{7}, 32))
 	day := mailbox.DayOf(time.Now())
-	tag := secret.Tag(day)
-	k := secret.FetchKey(day)
+	tag := secret.Tag(mid, day)
+	k := secret.FetchKey(mid, day)
 	if resp, err := bob.Mailbox().Request(ctx, mid, fetch(k[:])); err != nil || len(resp.Items) != 0 {
 		t.Fatalf("registering fetch: %d items, %v", len(resp.GetItems()), err)
 	}
@@ -101,7 +101,7 @@ func TestAbuseIsRefused(t *testing.T) {
 	}
 
 	t.Run("unregistered tag", func(t *testing.T) {
-		other := secret.Tag(day - 30) // a tag nobody registered
+		other := secret.Tag(mid, day-30) // a tag nobody registered
 		for _, r := range []*peertest.Running{stranger, carol} {
 			_, err := r.Mailbox().Request(ctx, mid, deposit(other[:], []byte("x")))
 			wantRefused(t, err, wirepb.MailboxStatus_MAILBOX_STATUS_REJECTED, "unregistered tag")
@@ -110,14 +110,14 @@ func TestAbuseIsRefused(t *testing.T) {
 	t.Run("non-contact cannot register", func(t *testing.T) {
 		var s2 mailbox.Secret
 		copy(s2[:], bytes.Repeat([]byte{8}, 32))
-		k2, t2 := s2.FetchKey(day), s2.Tag(day)
+		k2, t2 := s2.FetchKey(mid, day), s2.Tag(mid, day)
 		_, err := stranger.Mailbox().Request(ctx, mid, fetch(k2[:]))
 		wantRefused(t, err, wirepb.MailboxStatus_MAILBOX_STATUS_REJECTED, "serves only its owner's contacts")
 		_, err = stranger.Mailbox().Request(ctx, mid, deposit(t2[:], []byte("x")))
 		wantRefused(t, err, wirepb.MailboxStatus_MAILBOX_STATUS_REJECTED, "unregistered tag")
 	})
 	t.Run("non-contact fetch", func(t *testing.T) {
-		k := secret.FetchKey(day)
+		k := secret.FetchKey(mid, day)
 		_, err := stranger.Mailbox().Request(ctx, mid, fetch(k[:]))
 		wantRefused(t, err, wirepb.MailboxStatus_MAILBOX_STATUS_REJECTED, "serves only its owner's contacts")
 	})

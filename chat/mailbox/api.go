@@ -59,12 +59,7 @@ func (s *Service) Register(api *localapi.Server) {
 		s.writeStatus(w, r.Context())
 	})
 	api.Handle("POST /v1/mailbox/drain", func(w http.ResponseWriter, r *http.Request) {
-		n, err := s.Drain(r.Context())
-		res := apitype.MailboxDrainResult{Received: n}
-		if err != nil {
-			res.Error = err.Error()
-		}
-		localapi.WriteJSON(w, res)
+		localapi.WriteJSON(w, s.DrainReport(r.Context()))
 	})
 }
 
@@ -86,13 +81,63 @@ func (s *Service) Status(ctx context.Context) (apitype.MailboxStatus, error) {
 	}
 	st := apitype.MailboxStatus{
 		Serving: string(serve), QuotaItems: lim.TagItems, QuotaBytes: lim.TagBytes, TTLDays: lim.ttlDays(),
-		Stored: items, StoredBytes: bytes, Use: []string{}, LastDrain: s.LastDrain(),
+		Stored: items, StoredBytes: bytes, Use: []string{}, Drains: []apitype.MailboxDrain{},
+		Contacts: []apitype.ContactMailboxes{},
 	}
-	for _, p := range s.Mailboxes() {
+	use := s.Mailboxes()
+	for _, p := range use {
 		st.Use = append(st.Use, p.String())
 	}
 	s.mu.Lock()
 	st.Auto = !s.explicit && s.chat != nil
+	st.LastDrain, st.LastFetched = s.lastDrain, s.lastFetched
+	for _, p := range use {
+		if d, ok := s.drains[p]; ok {
+			st.Drains = append(st.Drains, d)
+		}
+	}
 	s.mu.Unlock()
+	if st.Auto {
+		for _, p := range s.cfg.Defaults {
+			st.Defaults = append(st.Defaults, p.String())
+		}
+	}
+	if s.chat == nil {
+		return st, nil
+	}
+	rows, err := s.db.Query(ctx, nil, "SELECT peer_id, mailboxes FROM mailbox_lists ORDER BY peer_id")
+	if err != nil {
+		return st, err
+	}
+	type list struct{ id, mbs string }
+	var lists []list
+	for rows.Next() {
+		var l list
+		if err := rows.Scan(&l.id, &l.mbs); err != nil {
+			rows.Close()
+			return st, err
+		}
+		lists = append(lists, l)
+	}
+	rows.Close()
+	for _, l := range lists {
+		p, err := peer.Decode(l.id)
+		if err != nil {
+			continue
+		}
+		name := s.chat.ContactName(ctx, p)
+		if name == "" {
+			continue // no longer a contact
+		}
+		c := apitype.ContactMailboxes{Contact: name, PeerID: l.id, Mailboxes: []string{}}
+		for _, m := range parsePeers(l.mbs) {
+			c.Mailboxes = append(c.Mailboxes, m.String())
+		}
+		if err := s.db.QueryRow(ctx, nil, `SELECT count(DISTINCT o.frame_id), count(DISTINCT s.frame_id) FROM outbox o
+			LEFT JOIN mailbox_sent s ON s.frame_id = o.frame_id WHERE o.peer_id = ?`, l.id).Scan(&c.Waiting, &c.Deposited); err != nil {
+			return st, err
+		}
+		st.Contacts = append(st.Contacts, c)
+	}
 	return st, nil
 }

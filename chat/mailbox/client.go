@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"github.com/parley-im/parley/discovery"
 	"slices"
 	"sort"
 	"time"
@@ -17,6 +16,8 @@ import (
 	"github.com/parley-im/parley/chat"
 	"github.com/parley-im/parley/chat/wire"
 	"github.com/parley-im/parley/chat/wire/wirepb"
+	"github.com/parley-im/parley/discovery"
+	"github.com/parley-im/parley/peer/apitype"
 )
 
 // ErrRefused wraps a mailbox's refusal (the status and its reason).
@@ -154,7 +155,7 @@ func (s *Service) Deposit(ctx context.Context, to peer.ID, frames []chat.OutFram
 		}
 		blobs = append(blobs, sealed{f.ID, b})
 	}
-	tag := secret.Tag(DayOf(s.now()))
+	day := DayOf(s.now())
 	// What each mailbox still lacks; a throwaway host only if some remote
 	// mailbox lacks something.
 	todo := make(map[peer.ID][]sealed, len(mbs))
@@ -188,6 +189,7 @@ func (s *Service) Deposit(ctx context.Context, to peer.ID, frames []chat.OutFram
 			if len(todo[m]) > 0 && m != s.host.ID() {
 				derr = s.connectThrowaway(ctx, h, m)
 			}
+			tag := secret.Tag(m, day) // each mailbox its own tag: see FetchKey
 			for _, b := range todo[m] {
 				if derr != nil {
 					break
@@ -257,22 +259,46 @@ type tagOwner struct {
 // was committed (or can never be). It returns how many items it handed to
 // chat.
 func (s *Service) Drain(ctx context.Context) (int, error) {
+	res := s.DrainReport(ctx)
+	if res.Error != "" {
+		return res.Received, errors.New(res.Error)
+	}
+	return res.Received, nil
+}
+
+// DrainReport is Drain with the outcome of each mailbox, which it also
+// keeps for Status. A node that uses the default mailboxes and has not
+// picked them yet connects to them first.
+func (s *Service) DrainReport(ctx context.Context) apitype.MailboxDrainResult {
+	res := apitype.MailboxDrainResult{Mailboxes: []apitype.MailboxDrain{}}
 	if s.chat == nil {
-		return 0, nil
+		res.Note = "this node has no chat service: it only serves"
+		return res
 	}
 	s.drainMu.Lock()
 	defer s.drainMu.Unlock()
+	s.pickDefaults(ctx)
 	mbs := s.Mailboxes()
 	if len(mbs) == 0 {
-		return 0, nil
+		s.mu.Lock()
+		explicit := s.explicit
+		s.mu.Unlock()
+		switch {
+		case explicit:
+			res.Note = "no mailbox in use (`parley mailbox use --none`); nothing to drain"
+		case len(s.cfg.Defaults) > 0:
+			res.Note = "no mailbox in use: none of the default mailboxes (this network's bootstrap nodes) is reachable and serves mailboxes"
+		default:
+			res.Note = "no mailbox in use; choose one with `parley mailbox use PEER`"
+		}
+		return res
 	}
-	owners := map[[32]byte]tagOwner{}
-	var keys [][]byte
+	var secrets []tagOwner
 	rows, err := s.db.Query(ctx, nil, "SELECT peer_id, secret FROM mailbox_secrets")
 	if err != nil {
-		return 0, err
+		res.Error = err.Error()
+		return res
 	}
-	today := DayOf(s.now())
 	for rows.Next() {
 		var id string
 		var b []byte
@@ -285,31 +311,57 @@ func (s *Service) Drain(ctx context.Context) (int, error) {
 		}
 		var sec Secret
 		copy(sec[:], b)
-		for d := today - Day(s.drainDays()); d <= today+Day(s.registerDays()); d++ {
-			k := sec.FetchKey(d)
-			owners[TagOf(k[:])] = tagOwner{p, sec}
-			keys = append(keys, k[:])
-		}
+		secrets = append(secrets, tagOwner{p, sec})
 	}
 	rows.Close()
-	total := 0
+	// Items deposited under the link secret (first messages from holders of
+	// this node's contact links) are owned by "": the sender is found in the
+	// envelope (see linkSender).
+	secrets = append(secrets, s.linkOwners(ctx)...)
+	today := DayOf(s.now())
+	// The fetch keys of each mailbox are its own (FetchKey binds the
+	// mailbox), so what one mailbox sees it cannot replay at another.
+	keysFor := func(m peer.ID) ([][]byte, map[[32]byte]tagOwner) {
+		owners := map[[32]byte]tagOwner{}
+		var keys [][]byte
+		for _, h := range secrets {
+			for d := today - Day(s.drainDays()); d <= today+Day(s.registerDays()); d++ {
+				k := h.secret.FetchKey(m, d)
+				owners[TagOf(k[:])] = h
+				keys = append(keys, k[:])
+			}
+		}
+		return keys, owners
+	}
 	var errs []error
 	for _, m := range mbs {
+		keys, owners := keysFor(m)
 		n, err := s.drainOne(ctx, m, keys, owners)
-		total += n
+		res.Received += n
+		d := apitype.MailboxDrain{Mailbox: m.String(), At: s.now(), Fetched: n}
 		if err != nil {
 			errs = append(errs, err)
+			d.Error = err.Error()
 		}
+		res.Mailboxes = append(res.Mailboxes, d)
+	}
+	s.mu.Lock()
+	for _, d := range res.Mailboxes {
+		id, _ := peer.Decode(d.Mailbox)
+		s.drains[id] = d
 	}
 	if len(errs) < len(mbs) {
-		s.mu.Lock()
 		s.lastDrain = s.now()
-		s.mu.Unlock()
+		s.lastFetched = res.Received
 	}
-	if total > 0 {
-		s.log.Info("drained mailboxes", "items", total)
+	s.mu.Unlock()
+	if res.Received > 0 {
+		s.log.Info("drained mailboxes", "items", res.Received)
 	}
-	return total, errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		res.Error = err.Error()
+	}
+	return res
 }
 
 func (s *Service) drainOne(ctx context.Context, m peer.ID, keys [][]byte, owners map[[32]byte]tagOwner) (int, error) {
@@ -350,8 +402,14 @@ func (s *Service) commit(ctx context.Context, items []*wirepb.MailboxItem, owner
 		item *wirepb.MailboxItem
 		msg  *wirepb.DMMessage
 	}
-	bySender := map[peer.ID][]opened{}
-	var order []peer.ID
+	// Items under the link secret (issue 10) name their sender themselves,
+	// so they are kept apart and authenticated before chat records anything.
+	type source struct {
+		peer peer.ID
+		link bool
+	}
+	bySender := map[source][]opened{}
+	var order []source
 	for _, it := range items {
 		o, ok := owners[[32]byte(it.Tag)]
 		if !ok {
@@ -364,19 +422,33 @@ func (s *Service) commit(ctx context.Context, items []*wirepb.MailboxItem, owner
 			del = append(del, it.Id)
 			continue
 		}
-		if _, seen := bySender[o.peer]; !seen {
-			order = append(order, o.peer)
+		from := source{peer: o.peer}
+		if o.peer == "" { // issue 10: under the link secret; the envelope names its sender
+			if from.peer, err = linkSender(env); err != nil {
+				s.log.Info("dropping a link mailbox item that names no sender", "err", err)
+				del = append(del, it.Id)
+				continue
+			}
+			from.link = true
 		}
-		bySender[o.peer] = append(bySender[o.peer], opened{it, &wirepb.DMMessage{Id: id, Envelope: env}})
+		if _, seen := bySender[from]; !seen {
+			order = append(order, from)
+		}
+		bySender[from] = append(bySender[from], opened{it, &wirepb.DMMessage{Id: id, Envelope: env}})
 	}
-	for _, p := range order {
-		os := bySender[p]
+	for _, src := range order {
+		p := src.peer
+		os := bySender[src]
 		sort.SliceStable(os, func(i, j int) bool { return os[i].item.ReceivedAtMs < os[j].item.ReceivedAtMs })
 		msgs := make([]*wirepb.DMMessage, len(os))
 		for i, o := range os {
 			msgs[i] = o.msg
 		}
-		acks := s.chat.ReceiveFrames(ctx, p, msgs)
+		receive := s.chat.ReceiveFrames
+		if src.link {
+			receive = s.chat.ReceiveLinkFrames
+		}
+		acks := receive(ctx, p, msgs)
 		for i, a := range acks {
 			switch a.GetStatus() {
 			case wirepb.AckStatus_ACK_STATUS_OK, wirepb.AckStatus_ACK_STATUS_DUPLICATE:

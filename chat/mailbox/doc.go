@@ -14,8 +14,10 @@
 // # What a mailbox learns
 //
 // A deposit carries a rotating recipient tag and a sealed blob. The tag of
-// UTC day d is SHA-256("parley/mailbox/1 tag" 0x00 K_d) where the fetch key
-// K_d = HMAC-SHA256(fetch-key, u64be(d)) derives from a 32-byte tag secret
+// UTC day d at mailbox M is SHA-256("parley/mailbox/1 tag" 0x00 K) where
+// the fetch key K = HMAC-SHA256(fetch-key, u64be(d) || M) (M the
+// mailbox's binary peer ID, so a key one mailbox sees is useless at
+// another) derives from a 32-byte tag secret
 // that the recipient gives each contact, a different one to each, in a
 // MailboxList payload inside their Double Ratchet session. The blob seals
 // the frame id and the ratchet envelope under that secret (Secret.Seal), so
@@ -58,6 +60,26 @@
 // themselves is refused. Delete names items by the random 16-byte ids that
 // only a Fetch reveals. Fetch and Delete come from the recipient's own
 // identity, which a contacts-only mailbox checks.
+//
+// # Budgets, and allowlisted networks
+//
+// Every request is priced before it is read: a token bucket per peer, per
+// IP address and for everyone (Limits.RequestBurst, RequestEvery; over it
+// the answer is RETRY_LATER). Depositors are throwaway identities, so the
+// per-IP budget is the one that bounds a flood of deposits. On a network
+// with an allowlist, the node (package peer) admits depositors that are
+// not on the list only while it serves a mailbox, and only for this
+// protocol.
+//
+// # No blind spots
+//
+// A node that uses the default mailboxes connects to them at start and
+// picks those that identify with the protocol; one that comes back later
+// is picked when it identifies. A contact that lacks the node's current
+// list gets it with the first message exchanged with it, and a new tag
+// secret triggers a drain, which registers its tags at contacts-only
+// mailboxes. Status and DrainReport say what is in use, what each drain
+// fetched and when, and where each contact deposits.
 //
 // The full specification is in docs/PROTOCOL.md, section "Mailboxes".
 package mailbox

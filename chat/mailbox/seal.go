@@ -10,6 +10,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	"golang.org/x/crypto/chacha20poly1305"
 	"golang.org/x/crypto/hkdf"
 
@@ -82,22 +83,30 @@ type Day int64
 // DayOf returns the UTC day of t.
 func DayOf(t time.Time) Day { return Day(t.UTC().Unix() / 86400) }
 
-// FetchKey returns the fetch key of day d: HMAC-SHA256(fetch-key, u64be(d)).
-// The recipient presents it in Fetch.tags; it is the preimage of the day's
-// tag, so only the holder of the secret can name the tag's items.
-func (s *Secret) FetchKey(d Day) [32]byte {
+// FetchKey returns the fetch key of day d at mailbox m:
+//
+//	HMAC-SHA256(fetch-key, u64be(d) || m)
+//
+// where m is the mailbox's peer ID in its binary (multihash) form. The
+// recipient presents it in Fetch.tags at m; it is the preimage of the tag
+// that senders use at m that day, so only the holder of the secret can
+// name the tag's items. Binding the mailbox in makes a key that m has seen
+// useless anywhere else: at another mailbox it names a tag nobody uses.
+func (s *Secret) FetchKey(m peer.ID, d Day) [32]byte {
 	k := s.keys()
 	defer k.zero()
-	m := hmac.New(sha256.New, k.fetch[:])
-	m.Write(binary.BigEndian.AppendUint64(nil, uint64(d)))
+	mac := hmac.New(sha256.New, k.fetch[:])
+	mac.Write(binary.BigEndian.AppendUint64(nil, uint64(d)))
+	mac.Write([]byte(m))
 	var out [32]byte
-	m.Sum(out[:0])
+	mac.Sum(out[:0])
 	return out
 }
 
-// Tag returns the recipient tag of day d, under which senders deposit.
-func (s *Secret) Tag(d Day) [32]byte {
-	fk := s.FetchKey(d)
+// Tag returns the recipient tag of day d at mailbox m, under which senders
+// deposit there.
+func (s *Secret) Tag(m peer.ID, d Day) [32]byte {
+	fk := s.FetchKey(m, d)
 	return TagOf(fk[:])
 }
 

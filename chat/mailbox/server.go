@@ -22,6 +22,7 @@ import (
 	"github.com/parley-im/parley/chat/store"
 	"github.com/parley-im/parley/chat/wire"
 	"github.com/parley-im/parley/chat/wire/wirepb"
+	"github.com/parley-im/parley/internal/budget"
 )
 
 // Limits are a mailbox's quotas. The zero value of a field means its
@@ -41,6 +42,15 @@ type Limits struct {
 	// items, 1 GiB).
 	TotalItems int
 	TotalBytes int64
+	// RequestBurst and RequestEvery are the request budget (one request
+	// per stream) of each peer and of each IP address (an IPv6 /64): a
+	// burst of RequestBurst, one more every RequestEvery (defaults 256
+	// and 20ms, 50/s). All peers together get 8 times that. A request
+	// over budget is answered RETRY_LATER before it is read or touches
+	// the database. Depositors are throwaway identities, so the per-IP
+	// budget is the one that bounds a flood of deposits.
+	RequestBurst int
+	RequestEvery time.Duration
 }
 
 // Defaults of Limits.
@@ -50,6 +60,8 @@ const (
 	DefaultTagBytes   = 16 << 20
 	DefaultTotalItems = 100_000
 	DefaultTotalBytes = 1 << 30
+	DefaultReqBurst   = 256
+	DefaultReqEvery   = 20 * time.Millisecond
 )
 
 func (l Limits) withDefaults() Limits {
@@ -67,6 +79,12 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.TotalBytes <= 0 {
 		l.TotalBytes = DefaultTotalBytes
+	}
+	if l.RequestBurst <= 0 {
+		l.RequestBurst = DefaultReqBurst
+	}
+	if l.RequestEvery <= 0 {
+		l.RequestEvery = DefaultReqEvery
 	}
 	return l
 }
@@ -97,6 +115,8 @@ type server struct {
 	allow    func(ctx context.Context, p peer.ID) bool
 	usageKey []byte
 	on       atomic.Bool
+	// gate is the request budget (Limits.RequestBurst), set by start.
+	gate atomic.Pointer[budget.Gate]
 	// onStream, when set (tests), sees the remote peer of every stream.
 	onStream atomic.Pointer[func(peer.ID)]
 }
@@ -121,6 +141,10 @@ func (s *server) start(ctx context.Context) {
 	if s.on.Swap(true) {
 		return
 	}
+	if s.gate.Load() == nil {
+		lim := s.limits.Load()
+		s.gate.Store(budget.NewGate(lim.RequestBurst, lim.RequestEvery, 1, 8))
+	}
 	s.host.SetStreamHandler(wire.ProtocolMailbox, func(st network.Stream) { s.handle(ctx, st) })
 }
 
@@ -136,9 +160,17 @@ func (s *server) handle(ctx context.Context, st network.Stream) {
 	if f := s.onStream.Load(); f != nil {
 		(*f)(remote)
 	}
-	st.SetReadDeadline(time.Now().Add(wire.ReadTimeout))
-	resp := s.serve(ctx, remote, st)
-	if resp.Status != wirepb.MailboxStatus_MAILBOX_STATUS_OK {
+	var resp *wirepb.MailboxResponse
+	if over := s.gate.Load().Allow(string(remote), budget.IPKey(st.Conn().RemoteMultiaddr()), s.now()); over != "" {
+		// Refused unread; logged at debug level, so a flood does not
+		// also flood the log.
+		resp = refuse(wirepb.MailboxStatus_MAILBOX_STATUS_RETRY_LATER, "busy: over the %s request budget; retry later", over)
+		s.log.Debug("mailbox request over budget", "peer", remote, "budget", over)
+	} else {
+		st.SetReadDeadline(time.Now().Add(wire.ReadTimeout))
+		resp = s.serve(ctx, remote, st)
+	}
+	if resp.Status != wirepb.MailboxStatus_MAILBOX_STATUS_OK && resp.Status != wirepb.MailboxStatus_MAILBOX_STATUS_RETRY_LATER {
 		s.log.Info("mailbox request refused", "peer", remote, "status", resp.Status.String(), "reason", resp.Error)
 	}
 	st.SetWriteDeadline(time.Now().Add(wire.WriteTimeout))

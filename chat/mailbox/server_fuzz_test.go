@@ -30,7 +30,7 @@ func FuzzServe(f *testing.F) {
 	lim := Limits{TagItems: 50}.withDefaults()
 	s.limits.Store(&lim)
 	var sec Secret
-	k := sec.FetchKey(DayOf(time.Now()))
+	k := sec.FetchKey(peer.ID("mailbox"), DayOf(time.Now()))
 	tag := TagOf(k[:])
 	blob, _ := sec.Seal(make([]byte, 16), []byte("e"))
 	for _, m := range []*wirepb.MailboxRequest{

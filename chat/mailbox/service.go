@@ -44,10 +44,17 @@ const (
 // bootstrap node, which only serves.
 type Chat interface {
 	ReceiveFrames(ctx context.Context, from peer.ID, frames []*wirepb.DMMessage) []*wirepb.DMAck
+	// ReceiveLinkFrames is ReceiveFrames for first messages deposited under
+	// the link secret, which only claim to come from from (issue 10).
+	ReceiveLinkFrames(ctx context.Context, from peer.ID, frames []*wirepb.DMMessage) []*wirepb.DMAck
 	SendPayload(ctx context.Context, tx *sql.Tx, to peer.ID, p *wirepb.Payload) error
 	ContactName(ctx context.Context, p peer.ID) string
 	Kick(p peer.ID)
 	Contacts(ctx context.Context) ([]apitype.Contact, error)
+	// Subscribe streams the chat events; the mailbox client watches them
+	// to announce its list to a contact as soon as a session with it is
+	// in use (see announceLoop).
+	Subscribe() (<-chan apitype.Event, func())
 }
 
 // PeerRouter finds a peer's addresses (the DHT).
@@ -96,15 +103,18 @@ type Service struct {
 
 	drainMu sync.Mutex // one drain at a time
 
-	mu        sync.Mutex
-	use       []peer.ID // guarded by mu: the mailboxes this node drains
-	issued    int64     // guarded by mu: issued_at_ms of that list
-	explicit  bool      // guarded by mu: chosen with `mailbox use`
-	serve     Serve     // guarded by mu
-	lastDrain time.Time // guarded by mu
-	runCtx    context.Context
+	mu          sync.Mutex
+	use         []peer.ID                        // guarded by mu: the mailboxes this node drains
+	issued      int64                            // guarded by mu: issued_at_ms of that list
+	explicit    bool                             // guarded by mu: chosen with `mailbox use`
+	serve       Serve                            // guarded by mu
+	lastDrain   time.Time                        // guarded by mu
+	lastFetched int                              // guarded by mu: items the last drain handed to chat
+	drains      map[peer.ID]apitype.MailboxDrain // guarded by mu: the last drain of each mailbox
+	runCtx      context.Context
 
-	wake chan struct{}
+	wake     chan struct{} // drain (and pick defaults, announce) soon
+	announce chan struct{} // announce soon
 }
 
 var _ chat.Mailbox = (*Service)(nil)
@@ -115,6 +125,9 @@ const (
 	metaQuota  = "mailbox.quota_items"
 	metaUse    = "mailbox.use"
 	metaIssued = "mailbox.issued_ms"
+	// metaAuto is the default list last announced (when the user chose
+	// none), so a restart that finds the same defaults announces nothing.
+	metaAuto = "mailbox.use_auto"
 )
 
 // New loads the mailbox settings and state from the database.
@@ -130,7 +143,8 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	s := &Service{
 		cfg: cfg, host: cfg.Host, db: cfg.DB, chat: cfg.Chat, log: cfg.Logger, now: cfg.Now,
-		wake: make(chan struct{}, 1),
+		wake: make(chan struct{}, 1), announce: make(chan struct{}, 1),
+		drains: make(map[peer.ID]apitype.MailboxDrain),
 	}
 	s.srv = &server{host: cfg.Host, db: cfg.DB, log: cfg.Logger, now: cfg.Now}
 	if err := s.srv.loadKey(ctx); err != nil {
@@ -159,6 +173,12 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		if v, ok, _ := cfg.DB.GetMeta(ctx, metaUse); ok {
 			s.explicit = true
 			s.use = parsePeers(v)
+		} else if v, ok, _ := cfg.DB.GetMeta(ctx, metaAuto); ok {
+			for _, p := range parsePeers(v) {
+				if slices.Contains(cfg.Defaults, p) {
+					s.use = append(s.use, p)
+				}
+			}
 		}
 		if v, ok, _ := cfg.DB.GetMeta(ctx, metaIssued); ok {
 			s.issued, _ = strconv.ParseInt(v, 10, 64)
@@ -189,6 +209,14 @@ func joinPeers(ps []peer.ID) string {
 // Run serves the mailbox (if enabled) and, on a user node, drains the
 // node's mailboxes at start, whenever one of them connects and every
 // DrainEvery, and announces the mailbox list to contacts that lack it.
+//
+// No blind spots at start: a node that uses the default mailboxes (the
+// private network's bootstrap nodes that serve mailboxes) connects to them
+// at once and picks those whose identify lists the protocol, then drains;
+// a default that identifies later is picked when it does, not at the next
+// tick. A contact that lacks the current list gets it as soon as a
+// message is exchanged with it (announceLoop), so a new contact learns the
+// list in its first session.
 func (s *Service) Run(ctx context.Context) error {
 	s.mu.Lock()
 	s.runCtx = ctx
@@ -201,11 +229,30 @@ func (s *Service) Run(ctx context.Context) error {
 	if err := s.srv.expire(ctx); err != nil && ctx.Err() == nil {
 		s.log.Warn("mailbox expiry", "err", err)
 	}
-	sub, err := s.host.EventBus().Subscribe(new(event.EvtPeerConnectednessChanged))
+	sub, err := s.host.EventBus().Subscribe([]any{new(event.EvtPeerConnectednessChanged), new(event.EvtPeerIdentificationCompleted)})
 	if err != nil {
 		return fmt.Errorf("mailbox: subscribe connection events: %w", err)
 	}
 	defer sub.Close()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if s.chat != nil {
+		// Announcing and draining wait on the database and the network,
+		// so they run apart from this loop, which must keep reading the
+		// event bus (a subscriber that stops reading blocks the emitters,
+		// identify among them).
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			s.announceLoop(ctx)
+		}()
+		go func() {
+			defer wg.Done()
+			s.drainLoop(ctx)
+		}()
+	}
 	tick := time.NewTicker(s.cfg.DrainEvery)
 	defer tick.Stop()
 	expire := time.NewTicker(time.Hour)
@@ -221,20 +268,31 @@ func (s *Service) Run(ctx context.Context) error {
 			}
 			s.prune(ctx)
 		case e := <-sub.Out():
-			ev := e.(event.EvtPeerConnectednessChanged)
-			if ev.Connectedness == network.Connected && s.isMine(ev.Peer) {
-				s.poke()
+			switch ev := e.(type) {
+			case event.EvtPeerConnectednessChanged:
+				if ev.Connectedness == network.Connected && s.isMine(ev.Peer) {
+					s.poke()
+				}
+			case event.EvtPeerIdentificationCompleted:
+				if s.waitingFor(ev.Peer) {
+					s.poke()
+				}
 			}
 		case <-tick.C:
 			s.poke()
+		}
+	}
+}
+
+// drainLoop drains whenever poked (s.wake): at start, when a mailbox
+// connects or a default one identifies, on a new tag secret and every
+// DrainEvery.
+func (s *Service) drainLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
 		case <-s.wake:
-			if s.chat == nil {
-				continue
-			}
-			s.pickDefaults(ctx)
-			if err := s.announce(ctx); err != nil && ctx.Err() == nil {
-				s.log.Warn("announce mailboxes", "err", err)
-			}
 			if _, err := s.Drain(ctx); err != nil && ctx.Err() == nil {
 				s.log.Info("drain mailboxes", "err", err)
 			}
@@ -242,12 +300,60 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 }
 
-// poke asks Run to announce and drain soon.
+// announceLoop announces the list to contacts that lack it: at start, on
+// request (s.announce), and whenever a message to or from a contact is
+// stored, which covers a contact's first session.
+func (s *Service) announceLoop(ctx context.Context) {
+	events, cancel := s.chat.Subscribe()
+	defer func() { cancel() }()
+	s.wantAnnounce()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-events:
+			if !ok { // fell behind: subscribe again
+				events, cancel = s.chat.Subscribe()
+				s.wantAnnounce()
+				continue
+			}
+			// A message to or from a contact means a session is in use:
+			// the list rides in it. (Not on presence alone: a node that
+			// started a session just to announce could cross the
+			// contact's own first message.)
+			if ev.Type == "message" {
+				s.wantAnnounce()
+			}
+		case <-s.announce:
+			if err := s.announceAll(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("announce mailboxes", "err", err)
+			}
+		}
+	}
+}
+
+// wantAnnounce asks announceLoop to announce soon.
+func (s *Service) wantAnnounce() {
+	select {
+	case s.announce <- struct{}{}:
+	default:
+	}
+}
+
+// poke asks Run to drain soon.
 func (s *Service) poke() {
 	select {
 	case s.wake <- struct{}{}:
 	default:
 	}
+}
+
+// waitingFor reports whether p is a default mailbox that the node would
+// use but has not picked yet.
+func (s *Service) waitingFor(p peer.ID) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.explicit && slices.Contains(s.cfg.Defaults, p) && !slices.Contains(s.use, p)
 }
 
 func (s *Service) isMine(p peer.ID) bool {
@@ -290,7 +396,24 @@ func (s *Service) Use(ctx context.Context, peers []peer.ID, auto bool) error {
 		s.mu.Lock()
 		s.explicit = false
 		s.mu.Unlock()
-		s.pickDefaults(ctx)
+		// The defaults that serve mailboxes now, or none: never the list
+		// chosen before, which the status would then show as the default.
+		// A default that does not answer soon is picked later, when it
+		// identifies.
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		s.pickDefaults(pctx)
+		cancel()
+		var keep []peer.ID
+		for _, p := range s.Mailboxes() {
+			if slices.Contains(s.cfg.Defaults, p) {
+				keep = append(keep, p)
+			}
+		}
+		if !slices.Equal(keep, s.Mailboxes()) {
+			if err := s.setList(ctx, keep); err != nil {
+				return err
+			}
+		}
 		s.poke()
 		return nil
 	}
@@ -315,14 +438,20 @@ func (s *Service) setList(ctx context.Context, ps []peer.ID) error {
 	if err := s.db.SetMeta(ctx, metaIssued, strconv.FormatInt(issued, 10)); err != nil {
 		return err
 	}
+	if err := s.db.SetMeta(ctx, metaAuto, joinPeers(ps)); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	s.use, s.issued = slices.Clone(ps), issued
 	s.mu.Unlock()
-	return s.announce(ctx)
+	s.wantAnnounce()
+	return nil
 }
 
 // pickDefaults uses, when the user chose nothing, the default mailboxes
-// that offer the protocol.
+// that offer the protocol. A default the node has not identified yet is
+// connected to first (which runs identify), so the choice is made at once,
+// not when some later event happens to tell.
 func (s *Service) pickDefaults(ctx context.Context) {
 	s.mu.Lock()
 	explicit, cur := s.explicit, slices.Clone(s.use)
@@ -330,9 +459,30 @@ func (s *Service) pickDefaults(ctx context.Context) {
 	if explicit || len(s.cfg.Defaults) == 0 {
 		return
 	}
+	var wg sync.WaitGroup
+	for _, p := range s.cfg.Defaults {
+		if protos, err := s.host.Peerstore().GetProtocols(p); err == nil && len(protos) > 0 {
+			continue // identified already
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.reach(ctx, p); err != nil {
+				s.log.Debug("default mailbox unreachable", "peer", p, "err", err)
+			}
+		}()
+	}
+	wg.Wait()
 	var ps []peer.ID
 	for _, p := range s.cfg.Defaults {
 		if ok, _ := s.host.Peerstore().SupportsProtocols(p, wire.ProtocolMailbox); len(ok) > 0 && len(ps) < wire.MaxMailboxes {
+			ps = append(ps, p)
+		}
+	}
+	// A default that is unreachable now stays in the list it was in: it
+	// may be down for a moment, and contacts deposit in every mailbox.
+	for _, p := range cur {
+		if !slices.Contains(ps, p) && slices.Contains(s.cfg.Defaults, p) && s.host.Network().Connectedness(p) != network.Connected && len(ps) < wire.MaxMailboxes {
 			ps = append(ps, p)
 		}
 	}
@@ -341,7 +491,9 @@ func (s *Service) pickDefaults(ctx context.Context) {
 	}
 	if err := s.setList(ctx, ps); err != nil {
 		s.log.Warn("use default mailboxes", "err", err)
+		return
 	}
+	s.log.Info("using the default mailboxes", "mailboxes", ps)
 }
 
 // Enable turns serving for contacts on (quota > 0 sets the per-tag item
@@ -395,51 +547,78 @@ func (s *Service) LastDrain() time.Time {
 	return s.lastDrain
 }
 
-// announce queues the current list to every contact that has not got it.
-// Each contact gets its own tag secret, created once and kept, so a
-// contact can derive only the tags of its own deposits.
-func (s *Service) announce(ctx context.Context) error {
+// announceAll queues the current list to every contact that has not got
+// it. Each contact gets its own tag secret, created once and kept, so a
+// contact can derive only the tags of its own deposits. Finding who lacks
+// the list is one query (contacts without a secret row, or announced
+// before the current list), so it is cheap to call on every chat event.
+func (s *Service) announceAll(ctx context.Context) error {
 	s.mu.Lock()
-	use, issued := slices.Clone(s.use), s.issued
+	issued := s.issued
 	s.mu.Unlock()
 	if issued == 0 {
 		return nil // never configured: nothing to announce
 	}
-	cs, err := s.chat.Contacts(ctx)
+	rows, err := s.db.Query(ctx, nil, `SELECT c.peer_id FROM contacts c LEFT JOIN mailbox_secrets m ON m.peer_id = c.peer_id
+		WHERE m.announced IS NULL OR m.announced < ?`, issued)
 	if err != nil {
 		return err
 	}
 	var contacts []peer.ID
-	for _, c := range cs {
-		if id, err := peer.Decode(c.PeerID); err == nil {
-			contacts = append(contacts, id)
+	for rows.Next() {
+		var id string
+		if rows.Scan(&id) != nil {
+			continue
+		}
+		if p, err := peer.Decode(id); err == nil {
+			contacts = append(contacts, p)
 		}
 	}
+	rows.Close()
+	for _, c := range contacts {
+		if err := s.announceTo(ctx, c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// announceTo queues the current list to contact c unless c has it.
+func (s *Service) announceTo(ctx context.Context, c peer.ID) error {
+	s.mu.Lock()
+	use, issued := slices.Clone(s.use), s.issued
+	s.mu.Unlock()
 	ids := make([][]byte, len(use))
 	for i, p := range use {
 		ids[i] = []byte(p)
 	}
-	for _, c := range contacts {
-		sent := false
-		err := s.db.Tx(ctx, func(tx *sql.Tx) error {
-			secret, announced, err := s.secretTx(ctx, tx, c)
-			if err != nil || announced >= issued {
-				return err
-			}
-			if err := s.chat.SendPayload(ctx, tx, c, &wirepb.Payload{Version: wire.Version, Body: &wirepb.Payload_Mailboxes{
-				Mailboxes: &wirepb.MailboxList{PeerIds: ids, IssuedAtMs: issued, TagSecret: secret[:]},
-			}}); err != nil {
-				return err
-			}
-			sent = true
-			_, err = s.db.Exec(ctx, tx, "UPDATE mailbox_secrets SET announced = ? WHERE peer_id = ?", issued, c.String())
+	sent, first := false, false
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		secret, announced, err := s.secretTx(ctx, tx, c)
+		if err != nil || announced >= issued {
 			return err
-		})
-		if err != nil {
-			return fmt.Errorf("announce mailboxes to %s: %w", c, err)
 		}
-		if sent {
-			s.chat.Kick(c)
+		first = announced == 0
+		if err := s.chat.SendPayload(ctx, tx, c, &wirepb.Payload{Version: wire.Version, Body: &wirepb.Payload_Mailboxes{
+			Mailboxes: &wirepb.MailboxList{PeerIds: ids, IssuedAtMs: issued, TagSecret: secret[:]},
+		}}); err != nil {
+			return err
+		}
+		sent = true
+		_, err = s.db.Exec(ctx, tx, "UPDATE mailbox_secrets SET announced = ? WHERE peer_id = ?", issued, c.String())
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("announce mailboxes to %s: %w", c, err)
+	}
+	if sent {
+		s.log.Info("mailbox list queued", "peer", c, "mailboxes", len(use))
+		s.chat.Kick(c)
+		if first {
+			// A new secret: drain now, which registers its tags at
+			// contacts-only mailboxes, so that c can deposit there
+			// even if this node goes offline right after this session.
+			s.poke()
 		}
 	}
 	return nil

@@ -18,6 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/parley-im/parley/chat/room"
 	"github.com/parley-im/parley/peer/peertest"
 )
 
@@ -285,17 +286,16 @@ func benchParley(b *testing.B, n int, graph [][2]int) result {
 	if _, err := alice.Rooms().Create(ctx, "bench"); err != nil {
 		b.Fatal(err)
 	}
-	var ids []peer.ID
+	var joiners []*room.Service
 	for _, m := range nodes[1:] {
-		if _, err := alice.Chat().AddContact(ctx, m.Host().ID().String(), ""); err != nil {
-			b.Fatal(err)
-		}
-		ids = append(ids, m.Host().ID())
+		joiners = append(joiners, m.Rooms())
 	}
-	if err := alice.Rooms().InviteAll(ctx, "#bench", ids); err != nil {
+	jctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	if err := alice.Rooms().AdmitAll(jctx, "#bench", joiners); err != nil {
 		b.Fatal(err)
 	}
-	// Everyone in the room with everyone's sender key: each member says
+	// Everyone in the room: each member says
 	// hello and every member displays every hello.
 	r := newRun()
 	warm := newRun()

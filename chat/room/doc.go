@@ -30,13 +30,16 @@
 // # Validation (before a message is delivered or forwarded)
 //
 // Reject (the forwarder's score drops): larger than 16 KiB, undecodable,
-// room id not the topic's, hlc more than 5 minutes off our clock, clear
+// room id not the topic's, hlc more than 5 minutes ahead of our clock (any
+// message, live or synced) or behind it (live messages), clear
 // text in a private room, author not in the roster of the message's epoch,
 // wrong membership MAC, and, when the author is the forwarder, author over
 // its rate limit or (live messages) no longer in our current roster: a
 // removed member keeps the keys of its old epochs. Ignore: an epoch we hold
-// no keys for, a message already in the log, a rate-limited or removed
-// author relayed by someone else. Peer scoring (P4,
+// no keys for, a message already in the log (the same author and msg id:
+// anyone may copy an id, so a copy never suppresses the original), a
+// rate-limited or removed author relayed by someone else. Our own
+// publications skip the rate limit and clock check. Peer scoring (P4,
 // invalid deliveries, weight -100, squared) takes a peer below the
 // graylist threshold (-1000) after about four invalid messages.
 //
@@ -65,9 +68,28 @@
 // Every member logs each accepted message as the author signed it (from,
 // data, seqno, signature, key) in room_log, ordered by (hlc, msg_id).
 // A member that was away asks connected members (of its current roster,
-// in a private room) over /parley/roomsync/1 for what it missed (from 5 minutes before its newest message), pages
-// while more is set, re-verifies each signature and runs the validator on
-// each message (except the clock check), and deduplicates on msg_id.
+// in a private room) over /parley/roomsync/1 for what it missed (from 5
+// minutes before its newest message not after now), pages while more is
+// set, re-verifies each signature, runs the validator on each message
+// (the clock bound ahead included), and deduplicates on (author, msg_id).
+// Each room has its own hybrid logical clock, seeded at start from its log
+// ignoring values beyond the bound.
+//
+// Send stores a message as pending with the bytes to publish
+// (room_outbox), publishes it, then marks it sent; pending messages are
+// published again at start and every minute.
+//
+// # Invitations and links
+//
+// An invitation into a room we are not in is held for the user's consent
+// (Invites, AcceptInvite, DeclineInvite) when it comes from a contact, at
+// most 4 per contact, and dropped otherwise. A join link holds the secret
+// of the epoch it was made at; the admin's node admits a joiner proving
+// that secret only while the link (room_links) has uses left, has not
+// expired and is not revoked. A join whose admin does not answer waits in
+// room_joins and is asked again every Config.JoinRetry, across restarts.
+// Roster changes a node makes are serialised per room. Membership changes
+// are lines of the room's history (state "system").
 //
 // # Rendezvous
 //

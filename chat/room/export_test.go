@@ -2,23 +2,20 @@ package room
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"sync"
 	"testing"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/parley-im/parley/chat/wire"
-	"github.com/parley-im/parley/chat/wire/wirepb"
+	"github.com/parley-im/parley/chat/room/group"
 )
 
 // Internals for the tests of package room_test.
-var (
-	MembershipKey = membershipKey
-	MAC           = mac
-	Seal          = seal
-	SenderKeyAD   = senderKeyAD
-)
+var MAC = mac
 
 // SetTestPubsubOptions makes every Service created until the end of t add
 // opts(host) to its gossipsub options.
@@ -27,79 +24,100 @@ func SetTestPubsubOptions(t testing.TB, opts func(host.Host) []pubsub.Option) {
 	t.Cleanup(func() { testPubsubOptions = nil })
 }
 
-// InviteAll adds peers to the private room name in a single epoch
-// (benchmarks: n invites would make n epochs).
-func (s *Service) InviteAll(ctx context.Context, name string, peers []peer.ID) error {
-	r, err := s.byName(name)
+// AdmitAll makes the private room name of s admit every joiner through one
+// link (benchmarks and tests: joins that arrive together share commits).
+func (s *Service) AdmitAll(ctx context.Context, name string, joiners []*Service) error {
+	l, err := s.Link(ctx, name, len(joiners), 0)
 	if err != nil {
 		return err
 	}
-	_, err = s.changeRoster(ctx, r, func(m map[peer.ID]wirepb.Role) error {
-		for _, p := range peers {
-			m[p] = wirepb.Role_ROLE_MEMBER
-		}
-		return nil
-	})
-	return err
-}
-
-// KeySet is a copy of every sender-key state a node holds, for any room,
-// epoch and sender: what a removed member keeps.
-type KeySet struct {
-	states []heldKey
-}
-
-type heldKey struct {
-	room  ID
-	epoch uint64
-	state []byte
-}
-
-// KeySnapshot copies the node's sender-key states as they are now.
-func (s *Service) KeySnapshot(ctx context.Context) (KeySet, error) {
-	rows, err := s.db.SQL().QueryContext(ctx, "SELECT room, epoch, state FROM room_senders")
-	if err != nil {
-		return KeySet{}, err
-	}
-	defer rows.Close()
-	var ks KeySet
-	for rows.Next() {
-		var (
-			k    heldKey
-			room []byte
-		)
-		if err := rows.Scan(&room, &k.epoch, &k.state); err != nil {
-			return KeySet{}, err
-		}
-		copy(k.room[:], room)
-		ks.states = append(ks.states, k)
-	}
-	return ks, rows.Err()
-}
-
-// MaxEpoch is the newest epoch the set holds a key of.
-func (ks KeySet) MaxEpoch() uint64 {
-	var n uint64
-	for _, k := range ks.states {
-		n = max(n, k.epoch)
-	}
-	return n
-}
-
-// Open reports whether any key of the set decrypts the room message data
-// authored by author (trying each key under its own epoch and the
-// message's).
-func (ks KeySet) Open(data []byte, author peer.ID) (bool, error) {
-	m, err := wire.DecodeRoomMessage(data)
-	if err != nil {
-		return false, err
-	}
-	for _, k := range ks.states {
-		for _, ep := range []uint64{k.epoch, m.Epoch} {
-			if _, _, err := open(k.state, m.Ciphertext, senderKeyAD(k.room, ep, []byte(author), m.MsgId, m.Hlc)); err == nil {
-				return true, nil
+	var wg sync.WaitGroup
+	errs := make([]error, len(joiners))
+	for i, j := range joiners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				res, err := j.JoinLink(ctx, l.Link)
+				if err != nil {
+					errs[i] = err
+					return
+				}
+				if res.Status == "joined" {
+					return
+				}
+				if ctx.Err() != nil {
+					errs[i] = fmt.Errorf("joiner %d: %s", i, res.Detail)
+					return
+				}
 			}
-		}
+		}()
 	}
-	return false, nil
+	wg.Wait()
+	return errors.Join(errs...)
 }
+
+// EpochSnapshot copies the node's current epoch of a private room (its
+// keys and ratchets) as they are now: what a member removed after this
+// moment keeps.
+func (s *Service) EpochSnapshot(name string) (*group.Epoch, error) {
+	r, err := s.byName(name)
+	if err != nil {
+		return nil, err
+	}
+	r.gmu.Lock()
+	defer r.gmu.Unlock()
+	if r.g == nil || r.g.cur() == nil {
+		return nil, ErrNotMember
+	}
+	b, err := r.g.cur().MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	return group.UnmarshalEpoch(b)
+}
+
+// GroupEpoch returns the number and commit hash of the node's current
+// epoch of a private room.
+func (s *Service) GroupEpoch(name string) (uint64, group.Hash, error) {
+	r, err := s.byName(name)
+	if err != nil {
+		return 0, group.Hash{}, err
+	}
+	r.gmu.Lock()
+	defer r.gmu.Unlock()
+	if r.g == nil || r.g.cur() == nil {
+		return 0, group.Hash{}, ErrNotMember
+	}
+	return r.g.st.Commit.Epoch, r.g.st.Commit.Hash(), nil
+}
+
+// RoomID returns the id of a joined room.
+func (s *Service) RoomID(name string) (ID, error) {
+	r, err := s.byName(name)
+	if err != nil {
+		return ID{}, err
+	}
+	return r.id, nil
+}
+
+// Author returns the peer ID of the node.
+func (s *Service) Author() peer.ID { return s.self() }
+
+// SetTestConfig makes every Service created until the end of t pass its
+// Config through edit first (edit learns the node's host).
+func SetTestConfig(t testing.TB, edit func(host.Host, *Config)) {
+	testConfig = edit
+	t.Cleanup(func() { testConfig = nil })
+}
+
+// SetBeforePublish makes f run before each publication of the node's own
+// messages; an error from f stands for a failed publication.
+func SetBeforePublish(c *Config, f func() error) { c.beforePublish = f }
+
+// ProtocolRoomSync is /parley/roomsync/1; ProtocolRoomSync2 is
+// /parley/roomsync/2.
+const (
+	ProtocolRoomSync  = protocolRoomSync
+	ProtocolRoomSync2 = protocolRoomSync2
+)

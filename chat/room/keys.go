@@ -3,15 +3,12 @@ package room
 import (
 	"crypto/hmac"
 	"crypto/sha256"
-	"encoding/binary"
 	"fmt"
-	"io"
 	"strings"
 	"time"
 
 	"github.com/ipfs/go-cid"
 	"github.com/multiformats/go-multihash"
-	"golang.org/x/crypto/hkdf"
 
 	"github.com/parley-im/parley/chat/wire"
 )
@@ -19,12 +16,9 @@ import (
 // Key-derivation labels. Every derivation is HKDF-SHA256 (RFC 5869) with the
 // label as info; the labels are part of the protocol (docs/PROTOCOL.md).
 const (
-	publicIDLabel      = "parley/v1 public-room\x00"
-	roomIDLabel        = "parley/room/1 room-id"
-	membershipKeyLabel = "parley/room/1 membership-key"
-	rendezvousKeyLabel = "parley/room/1 rendezvous-key"
-	rendezvousLabel    = "parley/room/1 rendezvous"
-	adLabel            = "parley/room/1 sender-key-ad"
+	publicIDLabel    = "parley/v1 public-room\x00"
+	rendezvousLabel  = "parley/room/1 rendezvous"
+	rendezvous2Label = "parley/room/2 rendezvous"
 )
 
 // ID is a room id: 32 bytes, shown as lowercase hex.
@@ -57,69 +51,32 @@ func PublicID(name string) ID {
 	return sha256.Sum256([]byte(publicIDLabel + strings.ToLower(name)))
 }
 
-// hkdf32 expands secret under salt and info into 32 bytes.
-func hkdf32(secret, salt []byte, info string) []byte {
-	out := make([]byte, 32)
-	if _, err := io.ReadFull(hkdf.New(sha256.New, secret, salt, []byte(info)), out); err != nil {
-		panic("room: hkdf: " + err.Error()) // cannot happen for 32 bytes
-	}
-	return out
-}
-
-// PrivateID returns the id of the private room created from secret (the
-// epoch-1 secret): HKDF-SHA256(secret, salt empty, info "parley/room/1 room-id").
-func PrivateID(secret []byte) ID {
-	var id ID
-	copy(id[:], hkdf32(secret, nil, roomIDLabel))
-	return id
-}
-
-// membershipKey returns the HMAC key of an epoch: HKDF-SHA256(epoch secret,
-// salt room id, info "parley/room/1 membership-key").
-func membershipKey(secret []byte, id ID) []byte {
-	return hkdf32(secret, id[:], membershipKeyLabel)
-}
-
 func mac(key, input []byte) []byte {
 	m := hmac.New(sha256.New, key)
 	m.Write(input)
 	return m.Sum(nil)
 }
 
-// rendezvousCID returns the DHT key under which members of a room advertise
-// themselves on day (UTC). Public rooms: SHA-256 of the label and topic.
-// Private rooms: HMAC-SHA256 under HKDF(epoch secret, salt room id, info
-// "parley/room/1 rendezvous-key") of the label, 0x00 and the date as
-// YYYY-MM-DD, so the record rotates daily and names nothing permanent.
-func rendezvousCID(id ID, secret []byte, day time.Time) cid.Cid {
-	var digest []byte
-	if secret == nil {
-		sum := sha256.Sum256([]byte(rendezvousLabel + "\x00" + id.Topic()))
-		digest = sum[:]
-	} else {
-		key := hkdf32(secret, id[:], rendezvousKeyLabel)
-		digest = mac(key, []byte(rendezvousLabel+"\x00"+day.UTC().Format(time.DateOnly)))
-	}
-	mh, err := multihash.Encode(digest, multihash.SHA2_256)
+// rendezvousCID returns the DHT key under which members of a public room
+// advertise themselves: SHA-256 of the label, 0x00 and the topic.
+func rendezvousCID(id ID) cid.Cid {
+	sum := sha256.Sum256([]byte(rendezvousLabel + "\x00" + id.Topic()))
+	return digestCID(sum[:])
+}
+
+// rendezvousCID2 returns the DHT key of a private room (version 2) on day
+// (UTC): HMAC-SHA256 under the epoch's rendezvous key of the label, 0x00
+// and the date as YYYY-MM-DD, so the record rotates daily and with every
+// epoch, and names nothing permanent.
+func rendezvousCID2(key []byte, day time.Time) cid.Cid {
+	return digestCID(mac(key, []byte(rendezvous2Label+"\x00"+day.UTC().Format(time.DateOnly))))
+}
+
+// digestCID is the CIDv1 raw of a SHA2-256 multihash whose digest is d.
+func digestCID(d []byte) cid.Cid {
+	mh, err := multihash.Encode(d, multihash.SHA2_256)
 	if err != nil {
 		panic("room: multihash: " + err.Error()) // cannot happen for 32 bytes
 	}
 	return cid.NewCidV1(cid.Raw, mh)
-}
-
-// senderKeyAD is the associated data bound into every sender-key message:
-// the label, 0x00, then lp(room id) u64(epoch) lp(author peer id) lp(msg id)
-// u64(hlc), big-endian, lp(x) = u32(len(x)) || x.
-func senderKeyAD(id ID, epoch uint64, author, msgID []byte, hlc uint64) []byte {
-	b := append([]byte(adLabel), 0)
-	b = appendLP(b, id[:])
-	b = binary.BigEndian.AppendUint64(b, epoch)
-	b = appendLP(b, author)
-	b = appendLP(b, msgID)
-	return binary.BigEndian.AppendUint64(b, hlc)
-}
-
-func appendLP(b, x []byte) []byte {
-	b = binary.BigEndian.AppendUint32(b, uint32(len(x)))
-	return append(b, x...)
 }

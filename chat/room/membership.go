@@ -2,11 +2,9 @@ package room
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -14,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/parley-im/parley/chat/room/group"
 	"github.com/parley-im/parley/chat/wire"
 	"github.com/parley-im/parley/chat/wire/wirepb"
 	"github.com/parley-im/parley/peer/apitype"
@@ -21,10 +20,15 @@ import (
 
 // HandlePayload receives room payloads from the 1:1 sessions, inside the
 // transaction that commits their frame. It only queues them (room_inbox);
-// the inbox loop applies them once the frame has committed.
+// the inbox loop applies them once the frame has committed. Only
+// invitations travel over 1:1 sessions in rooms version 2; the version-1
+// payloads (room secrets, sender keys, rosters) are dropped.
 func (s *Service) HandlePayload(ctx context.Context, tx *sql.Tx, from peer.ID, p *wirepb.Payload) {
 	switch p.Body.(type) {
+	case *wirepb.Payload_RoomInvitation:
 	case *wirepb.Payload_RoomInvite, *wirepb.Payload_SenderKey, *wirepb.Payload_Roster:
+		s.log.Debug("room payload of rooms version 1 dropped", "from", from)
+		return
 	default:
 		return
 	}
@@ -92,7 +96,9 @@ func (s *Service) drainInbox(ctx context.Context) {
 			err = proto.Unmarshal(it.b, &p)
 		}
 		if err == nil {
-			err = s.apply(ctx, from, &p)
+			if inv := p.GetRoomInvitation(); inv != nil {
+				err = s.applyInvitation(ctx, from, inv)
+			}
 		}
 		if err != nil {
 			s.log.Info("room payload refused", "from", it.from, "err", err)
@@ -101,135 +107,10 @@ func (s *Service) drainInbox(ctx context.Context) {
 	}
 }
 
-// apply handles one payload from a contact.
-func (s *Service) apply(ctx context.Context, from peer.ID, p *wirepb.Payload) error {
-	switch b := p.Body.(type) {
-	case *wirepb.Payload_RoomInvite:
-		return s.applyInvite(ctx, from, b.RoomInvite)
-	case *wirepb.Payload_SenderKey:
-		return s.applySenderKey(ctx, from, b.SenderKey)
-	case *wirepb.Payload_Roster:
-		return s.applyRosterUpdate(ctx, from, b.Roster)
-	}
-	return nil
-}
-
-// applyInvite handles a RoomInvite: an invitation into a room, or the
-// secret and roster of a room's next epoch.
-func (s *Service) applyInvite(ctx context.Context, from peer.ID, inv *wirepb.RoomInvite) error {
-	issuer, roster, err := openRoster(inv.Roster)
-	if err != nil {
-		return err
-	}
-	id, err := idFromBytes(roster.RoomId)
-	if err != nil {
-		return err
-	}
-	if roster.Epoch == 1 && PrivateID(inv.RoomSecret) != id {
-		return fmt.Errorf("%w: the secret does not derive the room id", ErrBadRoster)
-	}
-	e, err := newEpoch(id, inv.RoomSecret, inv.Roster)
-	if err != nil {
-		return err
-	}
-	if !e.admin(issuer) {
-		return fmt.Errorf("%w: issuer is not an admin of the roster it signed", ErrBadRoster)
-	}
-	if e.roles[from] == 0 {
-		return fmt.Errorf("%w: invited by %s, who is not a member", ErrBadRoster, from)
-	}
-	if e.roles[s.self()] == 0 {
-		return fmt.Errorf("%w: we are not in the roster", ErrBadRoster)
-	}
-	r := s.room(id)
-	if r != nil {
-		s.mu.RLock()
-		cur := r.current()
-		s.mu.RUnlock()
-		if cur != nil {
-			if roster.Epoch <= cur.n {
-				return nil // old or repeated
-			}
-			if err := checkSuccessor(cur, issuer, roster); err != nil {
-				return err
-			}
-		}
-	} else {
-		r = &room{id: id, name: inv.Name, epochs: make(map[uint64]*epoch)}
-	}
-	return s.enterEpoch(ctx, r, e)
-}
-
-// enterEpoch makes e the current epoch of r: it stores the roster and
-// secret, makes a fresh sending chain, queues its distribution to every
-// other member, and (re)starts the room.
-func (s *Service) enterEpoch(ctx context.Context, r *room, e *epoch) error {
-	state, dist, err := newChain()
-	if err != nil {
-		return fmt.Errorf("room: new sender chain: %w", err)
-	}
-	var others []peer.ID
-	for p := range e.roles {
-		if p != s.self() {
-			others = append(others, p)
-		}
-	}
-	s.mu.RLock()
-	_, known := s.rooms[r.id]
-	s.mu.RUnlock()
-	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
-		if !known {
-			name, err := freeName(ctx, tx, r.id, r.name)
-			if err != nil {
-				return err
-			}
-			r.name = name
-		}
-		if _, err := s.db.Exec(ctx, tx, `INSERT INTO rooms(id, name, public, epoch, roster, joined_at) VALUES(?, ?, 0, ?, ?, ?)
-			ON CONFLICT(id) DO UPDATE SET epoch = excluded.epoch, roster = excluded.roster, state = 'joined'`,
-			r.id[:], r.name, e.n, e.signed, s.now().UnixMilli()); err != nil {
-			return err
-		}
-		if _, err := s.db.Exec(ctx, tx, "INSERT OR REPLACE INTO room_epochs(room, epoch, secret, roster) VALUES(?, ?, ?, ?)", r.id[:], e.n, e.secret, e.signed); err != nil {
-			return err
-		}
-		if _, err := s.db.Exec(ctx, tx, "INSERT OR REPLACE INTO room_chains(room, epoch, state) VALUES(?, ?, ?)", r.id[:], e.n, state); err != nil {
-			return err
-		}
-		for _, p := range others {
-			if err := s.chat.SendPayload(ctx, tx, p, &wirepb.Payload{Body: &wirepb.Payload_SenderKey{SenderKey: &wirepb.SenderKey{
-				RoomId: r.id[:], Epoch: e.n, Distribution: dist,
-			}}}); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("room: enter epoch %d: %w", e.n, err)
-	}
-	for _, p := range others {
-		s.chat.Kick(p)
-	}
-	s.mu.Lock()
-	if r.epochs == nil {
-		r.epochs = make(map[uint64]*epoch)
-	}
-	r.epochs[e.n] = e
-	r.epoch = e.n
-	s.rooms[r.id] = r
-	err = s.startLocked(r)
-	s.mu.Unlock()
-	s.log.Info("room epoch", "room", r.id, "epoch", e.n, "members", len(e.roles))
-	s.chat.Publish(apitype.Event{Type: "room", Time: s.now(), Contact: "#" + r.name})
-	s.requestSync(r.id, "")
-	return err
-}
-
 // freeName returns name, or name-2, name-3... if another room has it.
 func freeName(ctx context.Context, tx *sql.Tx, id ID, name string) (string, error) {
 	name = strings.TrimPrefix(strings.TrimSpace(name), "#")
-	if name == "" || !utf8.ValidString(name) {
+	if name == "" || !utf8.ValidString(name) || checkName(name) != nil {
 		name = id.String()[:8]
 	}
 	for i := 1; i < 1000; i++ {
@@ -249,122 +130,112 @@ func freeName(ctx context.Context, tx *sql.Tx, id ID, name string) (string, erro
 	return "", ErrExists
 }
 
-// applySenderKey stores a member's sender-key distribution. It is kept even
-// when the epoch's roster has not arrived yet (the two travel on different
-// sessions); messages are only shown once they pass the roster check.
-func (s *Service) applySenderKey(ctx context.Context, from peer.ID, k *wirepb.SenderKey) error {
-	id, err := idFromBytes(k.RoomId)
-	if err != nil {
-		return err
-	}
-	r := s.room(id)
-	if r != nil {
-		s.mu.RLock()
-		cur := r.epoch
-		s.mu.RUnlock()
-		if k.Epoch < cur {
-			return nil // stale
-		}
-	}
-	state, err := newReceiver(k.Distribution)
-	if err != nil {
-		return fmt.Errorf("room: sender key from %s: %w", from, err)
-	}
-	s.cryptoMu.Lock()
-	// Never replace a state: a replayed distribution must not rewind the
-	// chain and make old messages decryptable twice.
-	_, err = s.db.Exec(ctx, nil, "INSERT INTO room_senders(room, epoch, sender, state) VALUES(?, ?, ?, ?) ON CONFLICT DO NOTHING",
-		id[:], k.Epoch, from.String(), state)
-	s.cryptoMu.Unlock()
-	if err != nil {
-		return err
-	}
-	if r != nil {
-		s.showWaiting(ctx, r, k.Epoch, from)
-	}
-	return nil
-}
-
-// applyRosterUpdate handles a RoomRosterUpdate: a member's announcement that
-// it left (a roster it signed itself: the current one without it, at the
-// next epoch), or the roster that removed us.
-func (s *Service) applyRosterUpdate(ctx context.Context, from peer.ID, u *wirepb.RoomRosterUpdate) error {
-	issuer, roster, err := openRoster(u.Roster)
-	if err != nil {
-		return err
-	}
-	id, err := idFromBytes(roster.RoomId)
-	if err != nil {
-		return err
-	}
-	r := s.room(id)
-	if r == nil || r.public {
-		return nil
-	}
+// rekeyDue gives every private room whose current epoch is older than
+// Config.RekeyEvery a fresh epoch, if this node is its rotator, and
+// publishes a fresh key package of ours in every room where ours is older
+// than half that: the next commit carries it, and the key that opened
+// earlier commits is erased.
+func (s *Service) rekeyDue(ctx context.Context) {
+	s.prevEpochExpired(ctx)
 	s.mu.RLock()
-	cur := r.current()
-	s.mu.RUnlock()
-	if cur == nil || roster.Epoch <= cur.n || issuer != from {
-		return nil
-	}
-	inNew := false
-	for _, m := range roster.Members {
-		if peer.ID(m.PeerId) == s.self() {
-			inNew = true
+	var rs []*room
+	for _, r := range s.rooms {
+		if !r.public {
+			rs = append(rs, r)
 		}
 	}
-	if !inNew && cur.admin(issuer) {
-		// We were removed.
-		return s.forget(ctx, r, "removed")
+	s.mu.RUnlock()
+	key, err := s.identity()
+	if err != nil {
+		return
 	}
-	// A leave announcement: the issuer is the leaver.
-	if cur.roles[issuer] == 0 || !s.rotator(cur, issuer) {
-		return nil
-	}
-	s.log.Info("member left; rotating room keys", "room", r.id, "member", issuer)
-	_, err = s.changeRoster(ctx, r, func(members map[peer.ID]wirepb.Role) error {
-		delete(members, issuer)
-		return nil
-	})
-	return err
-}
-
-// rotator reports whether this node is the one that issues the next epoch
-// after leaver left: the owner if it stays, else the remaining admin with
-// the smallest peer ID.
-func (s *Service) rotator(cur *epoch, leaver peer.ID) bool {
-	var admins []peer.ID
-	for p, role := range cur.roles {
-		if p == leaver {
+	for _, r := range rs {
+		r.gmu.Lock()
+		g := r.g
+		if g == nil || g.cur() == nil {
+			r.gmu.Unlock()
 			continue
 		}
-		if role == wirepb.Role_ROLE_OWNER {
-			return p == s.self()
+		cur := g.st.Commit
+		rekey := s.rotator(cur, "") && s.now().Sub(g.appliedAt) >= s.cfg.RekeyEvery
+		var fresh *group.KeyPackage
+		if m, ok := cur.Member(s.self()); ok && g.pendingKP == nil && s.now().Sub(m.KeyPackage.CreatedAt) >= s.keyPackageAge() {
+			kp, priv, err := group.NewKeyPackage(key, s.now())
+			if err == nil {
+				priv.EraseInit() // an update is sealed to the encryption key only
+				g.privs = append(g.privs, priv)
+				g.pendingKP = kp
+				if g.roleOf(s.self()).IsAdmin() {
+					g.updates[s.self()] = kp
+				}
+				if err := s.db.Tx(ctx, func(tx *sql.Tx) error { return s.saveKeysLocked(ctx, tx, r) }); err != nil {
+					s.reloadLocked(r)
+				} else {
+					fresh = kp
+				}
+			}
 		}
-		if role == wirepb.Role_ROLE_ADMIN {
-			admins = append(admins, p)
+		r.gmu.Unlock()
+		if fresh != nil {
+			if err := s.publishEnvelope(ctx, r, &wirepb.RoomEnvelope{Body: &wirepb.RoomEnvelope_KeyPackage{KeyPackage: fresh.Proto()}}); err != nil {
+				s.log.Debug("room: publish key package", "room", r.id, "err", err)
+			}
+		}
+		if rekey {
+			s.propose(r, func(q *proposal) { q.rekey = true })
 		}
 	}
-	sort.Slice(admins, func(i, j int) bool { return admins[i] < admins[j] })
-	return len(admins) > 0 && admins[0] == s.self()
 }
 
-// forget marks a room left or removed and stops it. Its log and keys stay
-// on disk (history), but no new key will ever reach it.
-func (s *Service) forget(ctx context.Context, r *room, state string) error {
-	if _, err := s.db.Exec(ctx, nil, "UPDATE rooms SET state = ?, name = name || '~' || lower(hex(randomblob(3))) WHERE id = ?", state, r.id[:]); err != nil {
+// forget marks a room left or removed and stops it. Its history stays on
+// disk, readable; its keys are erased.
+func (s *Service) forget(ctx context.Context, r *room, state, detail string) error {
+	r.gmu.Lock()
+	said := r.leaving // the line was written when we left
+	r.gmu.Unlock()
+	var shown []*apitype.Message
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if !said {
+			if shown, err = s.addLines(ctx, tx, r, []line{{s.self(), detail}}); err != nil {
+				return err
+			}
+		}
+		for _, q := range []string{"DELETE FROM room_groups WHERE room = ?", "DELETE FROM room_chain_states WHERE room = ?", "DELETE FROM room_keys WHERE room = ?", "DELETE FROM room_outbox WHERE room = ?"} {
+			if _, err := s.db.Exec(ctx, tx, q, r.id[:]); err != nil {
+				return err
+			}
+		}
+		_, err = s.db.Exec(ctx, tx, "UPDATE rooms SET state = ?, detail = ?, name = name || '~' || lower(hex(randomblob(3))) WHERE id = ?", state, detail, r.id[:])
+		return err
+	})
+	if err != nil {
 		return err
 	}
+	s.publish(shown)
+	r.gmu.Lock()
+	if g := r.g; g != nil && g.st != nil {
+		for _, e := range []*group.Epoch{g.st.Epoch, g.st.PrevEpoch} {
+			if e != nil {
+				e.Erase()
+			}
+		}
+		g.st.Epoch, g.st.PrevEpoch = nil, nil
+	}
+	r.gmu.Unlock()
 	s.mu.Lock()
 	s.stopLocked(r)
-	delete(s.rooms, r.id)
+	if s.rooms[r.id] == r {
+		delete(s.rooms, r.id)
+	}
 	s.mu.Unlock()
 	s.log.Info("room "+state, "room", r.id)
 	s.chat.Publish(apitype.Event{Type: "room", Time: s.now(), Contact: "#" + r.name})
 	return nil
 }
 
-// Create makes a private room owned by this node.
+// Create makes a private room owned by this node: epoch 1, with this node
+// as its only member and owner.
 func (s *Service) Create(ctx context.Context, name string) (Info, error) {
 	if err := checkName(name); err != nil {
 		return Info{}, err
@@ -372,26 +243,56 @@ func (s *Service) Create(ctx context.Context, name string) (Info, error) {
 	if _, err := s.byName(name); err == nil {
 		return Info{}, fmt.Errorf("%w: #%s", ErrExists, strings.TrimPrefix(name, "#"))
 	}
-	secret := make([]byte, wire.SecretSize)
-	if _, err := rand.Read(secret); err != nil {
+	key, err := s.identity()
+	if err != nil {
 		return Info{}, err
 	}
-	id := PrivateID(secret)
-	signed, err := s.sign(&wirepb.Roster{
-		RoomId: id[:], Epoch: 1, IssuedAtMs: s.now().UnixMilli(), Issuer: []byte(s.self()),
-		Members: []*wirepb.RosterMember{{PeerId: []byte(s.self()), Role: wirepb.Role_ROLE_OWNER}},
+	now := s.now()
+	kp, priv, err := group.NewKeyPackage(key, now)
+	if err != nil {
+		return Info{}, err
+	}
+	priv.EraseInit() // the genesis seals nothing to it
+	gid, err := group.NewRoomID()
+	if err != nil {
+		return Info{}, err
+	}
+	c, e, err := group.Create(gid, key, kp, now)
+	if err != nil {
+		return Info{}, err
+	}
+	r := &room{id: ID(gid), name: strings.TrimPrefix(name, "#"), clock: newClock(s.now)}
+	r.g = &groupState{st: &group.State{Commit: c, Epoch: e}, privs: []*group.KeyPackagePrivate{priv}, appliedAt: now, updates: map[peer.ID]*group.KeyPackage{}}
+	lines := s.commitLines(ctx, nil, c, group.Applied)
+	var shown []*apitype.Message
+	r.gmu.Lock()
+	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
+		if _, err := s.db.Exec(ctx, tx, "INSERT INTO rooms(id, name, public, epoch, joined_at) VALUES(?, ?, 0, 1, ?)", r.id[:], r.name, now.UnixMilli()); err != nil {
+			return fmt.Errorf("%w: #%s", ErrExists, r.name)
+		}
+		if err := s.saveGroupLocked(ctx, tx, r); err != nil {
+			return err
+		}
+		if err := s.saveKeysLocked(ctx, tx, r); err != nil {
+			return err
+		}
+		var err error
+		shown, err = s.addLines(ctx, tx, r, lines)
+		return err
 	})
+	r.gmu.Unlock()
 	if err != nil {
 		return Info{}, err
 	}
-	e, err := newEpoch(id, secret, signed)
+	s.publish(shown)
+	s.mu.Lock()
+	s.rooms[r.id] = r
+	err = s.startLocked(r)
+	s.mu.Unlock()
 	if err != nil {
 		return Info{}, err
 	}
-	r := &room{id: id, name: strings.TrimPrefix(name, "#")}
-	if err := s.enterEpoch(ctx, r, e); err != nil {
-		return Info{}, err
-	}
+	s.chat.Publish(apitype.Event{Type: "room", Time: s.now(), Contact: "#" + r.name})
 	return s.Info(ctx, r.name)
 }
 
@@ -403,104 +304,25 @@ func checkName(name string) error {
 	return nil
 }
 
-func (s *Service) sign(r *wirepb.Roster) ([]byte, error) {
-	key := s.host.Peerstore().PrivKey(s.self())
-	if key == nil {
-		return nil, errors.New("room: no identity key")
-	}
-	return signRoster(key, r)
-}
-
-// changeRoster issues the next epoch of r with the members edit leaves,
-// and a fresh epoch secret; it sends both to every member of the new
-// roster and enters the epoch itself. Only admins may call it.
-func (s *Service) changeRoster(ctx context.Context, r *room, edit func(map[peer.ID]wirepb.Role) error) (*epoch, error) {
-	if r.public {
-		return nil, ErrPublic
-	}
-	s.mu.RLock()
-	cur := r.current()
-	s.mu.RUnlock()
-	if cur == nil {
-		return nil, ErrNotMember
-	}
-	if !cur.admin(s.self()) {
-		return nil, ErrNotAdmin
-	}
-	members := make(map[peer.ID]wirepb.Role, len(cur.roles)+1)
-	for p, role := range cur.roles {
-		members[p] = role
-	}
-	if err := edit(members); err != nil {
-		return nil, err
-	}
-	next := &wirepb.Roster{RoomId: r.id[:], Epoch: cur.n + 1, IssuedAtMs: s.now().UnixMilli(), Issuer: []byte(s.self())}
-	for p, role := range members {
-		next.Members = append(next.Members, &wirepb.RosterMember{PeerId: []byte(p), Role: role})
-	}
-	signed, err := s.sign(next)
-	if err != nil {
-		return nil, err
-	}
-	secret := make([]byte, wire.SecretSize)
-	if _, err := rand.Read(secret); err != nil {
-		return nil, err
-	}
-	e, err := newEpoch(r.id, secret, signed)
-	if err != nil {
-		return nil, err
-	}
-	// The invites are queued before we enter the epoch: if we crash in
-	// between, members still get the new keys.
-	var to []peer.ID
-	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
-		for p := range e.roles {
-			if p == s.self() {
-				continue
-			}
-			to = append(to, p)
-			if err := s.chat.SendPayload(ctx, tx, p, &wirepb.Payload{Body: &wirepb.Payload_RoomInvite{RoomInvite: &wirepb.RoomInvite{
-				RoomSecret: secret, Name: r.name, Roster: signed,
-			}}}); err != nil {
-				return err
-			}
-		}
-		// Members removed learn it (the roster only, no secret).
-		for p := range cur.roles {
-			if e.roles[p] == 0 && p != s.self() {
-				to = append(to, p)
-				if err := s.chat.SendPayload(ctx, tx, p, &wirepb.Payload{Body: &wirepb.Payload_Roster{Roster: &wirepb.RoomRosterUpdate{Roster: signed}}}); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	for _, p := range to {
-		s.chat.Kick(p)
-	}
-	return e, s.enterEpoch(ctx, r, e)
-}
-
-// Invite adds a contact to a private room (admins only): a new epoch whose
-// roster lists them, delivered to them as a RoomInvite.
-func (s *Service) Invite(ctx context.Context, name, contact string) (Info, error) {
-	r, err := s.byName(name)
+// Promote makes a member of a private room an admin (admins only).
+func (s *Service) Promote(ctx context.Context, name, member string) (Info, error) {
+	r, err := s.joined(name)
 	if err != nil {
 		return Info{}, err
 	}
-	c, err := s.chat.Resolve(ctx, contact)
+	target, err := s.memberID(ctx, member)
 	if err != nil {
 		return Info{}, err
 	}
-	_, err = s.changeRoster(ctx, r, func(m map[peer.ID]wirepb.Role) error {
-		if m[c.ID] != 0 {
-			return fmt.Errorf("room: %s is already a member of #%s", contact, r.name)
+	err = s.change(ctx, r, func(cur *group.Commit, p *group.Proposal) error {
+		m, ok := cur.Member(target)
+		switch {
+		case !ok:
+			return fmt.Errorf("room: %s is not a member of #%s", member, r.name)
+		case m.Role.IsAdmin():
+			return fmt.Errorf("room: %s is already an admin of #%s", member, r.name)
 		}
-		m[c.ID] = wirepb.Role_ROLE_MEMBER
+		p.Roles = append(p.Roles, group.RoleChange{ID: target, Role: group.RoleAdmin})
 		return nil
 	})
 	if err != nil {
@@ -509,10 +331,11 @@ func (s *Service) Invite(ctx context.Context, name, contact string) (Info, error
 	return s.Info(ctx, r.name)
 }
 
-// Kick removes a member from a private room (admins only) and rotates
-// every key.
+// Kick removes a member from a private room (admins; an admin or the owner
+// only by the owner). The commit seals the next epoch's secret to everyone
+// but them.
 func (s *Service) Kick(ctx context.Context, name, member string) (Info, error) {
-	r, err := s.byName(name)
+	r, err := s.joined(name)
 	if err != nil {
 		return Info{}, err
 	}
@@ -520,14 +343,18 @@ func (s *Service) Kick(ctx context.Context, name, member string) (Info, error) {
 	if err != nil {
 		return Info{}, err
 	}
-	_, err = s.changeRoster(ctx, r, func(m map[peer.ID]wirepb.Role) error {
-		if m[target] == 0 {
+	if target == s.self() {
+		return Info{}, errors.New("room: use leave to leave a room")
+	}
+	err = s.change(ctx, r, func(cur *group.Commit, p *group.Proposal) error {
+		m, ok := cur.Member(target)
+		if !ok {
 			return fmt.Errorf("room: %s is not a member of #%s", member, r.name)
 		}
-		if target == s.self() {
-			return errors.New("room: use leave to leave a room")
+		if me, _ := cur.Member(s.self()); m.Role.IsAdmin() && me.Role != group.RoleOwner {
+			return fmt.Errorf("%w: only the owner removes an admin", ErrNotAdmin)
 		}
-		delete(m, target)
+		p.Remove = append(p.Remove, target)
 		return nil
 	})
 	if err != nil {
@@ -540,86 +367,153 @@ func (s *Service) memberID(ctx context.Context, nameOrID string) (peer.ID, error
 	if c, err := s.chat.Resolve(ctx, nameOrID); err == nil {
 		return c.ID, nil
 	}
-	return peer.Decode(nameOrID)
+	p, err := peer.Decode(nameOrID)
+	if err != nil {
+		return "", fmt.Errorf("room: %q is neither a contact nor a peer ID", nameOrID)
+	}
+	return p, nil
 }
 
-// Leave leaves a room. For a private room the leaver announces it to the
-// other members (a roster it signs, without itself); the owner, or else the
-// admin with the smallest peer ID, then issues the next epoch. An admin
-// leaving issues that epoch itself.
+// Leave leaves a room. In a private room a member publishes its signed
+// leave, which the owner's node (else the admin with the smallest peer ID)
+// commits; an admin commits its own leave, handing ownership on if it was
+// the owner. The history stays readable either way.
 func (s *Service) Leave(ctx context.Context, name string) error {
 	r, err := s.byName(name)
 	if err != nil {
 		return err
 	}
-	if !r.public {
-		s.mu.RLock()
-		cur := r.current()
-		s.mu.RUnlock()
-		if cur != nil && len(cur.roles) > 1 {
-			if err := s.announceLeave(ctx, r, cur); err != nil {
-				return err
-			}
+	if r.public {
+		return s.forget(ctx, r, "left", "you left the room; the history stays readable")
+	}
+	r.gmu.Lock()
+	g := r.g
+	if g == nil || g.cur() == nil {
+		j := r.join
+		r.gmu.Unlock()
+		// A join that waits: cancel it.
+		if j != nil {
+			s.db.Exec(ctx, nil, "DELETE FROM room_joins WHERE link = ?", j.link)
+			s.db.Exec(ctx, nil, "DELETE FROM room_keys WHERE room = ?", r.id[:])
 		}
+		s.mu.Lock()
+		s.stopLocked(r)
+		delete(s.rooms, r.id)
+		s.mu.Unlock()
+		return nil
 	}
-	return s.forget(ctx, r, "left")
-}
-
-func (s *Service) announceLeave(ctx context.Context, r *room, cur *epoch) error {
-	if cur.admin(s.self()) {
-		// Hand over: issue the next epoch without us ourselves, keeping an
-		// owner if we were it (the next admin, else the oldest member).
-		_, err := s.changeRoster(ctx, r, func(m map[peer.ID]wirepb.Role) error {
-			wasOwner := m[s.self()] == wirepb.Role_ROLE_OWNER
-			delete(m, s.self())
-			if wasOwner {
-				promote(m)
-			}
-			return nil
-		})
-		return err
-	}
-	next := &wirepb.Roster{RoomId: r.id[:], Epoch: cur.n + 1, IssuedAtMs: s.now().UnixMilli(), Issuer: []byte(s.self())}
-	for p, role := range cur.roles {
-		if p != s.self() {
-			next.Members = append(next.Members, &wirepb.RosterMember{PeerId: []byte(p), Role: role})
-		}
-	}
-	signed, err := s.sign(next)
+	cur := g.st.Commit
+	me, _ := cur.Member(s.self())
+	r.gmu.Unlock()
+	key, err := s.identity()
 	if err != nil {
 		return err
 	}
-	var to []peer.ID
-	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
-		for p := range cur.roles {
-			if p == s.self() {
-				continue
+	prop, err := group.NewLeaveProposal(key, cur)
+	if err != nil {
+		return err
+	}
+	switch {
+	case len(cur.Members) == 1:
+	case me.Role.IsAdmin():
+		err = s.change(ctx, r, func(cur *group.Commit, p *group.Proposal) error {
+			l, err := group.ParseLeaveProposal(s.self(), cur, prop)
+			if err != nil {
+				// Our key package changed since: sign again.
+				if prop, err = group.NewLeaveProposal(key, cur); err == nil {
+					l, err = group.ParseLeaveProposal(s.self(), cur, prop)
+				}
+				if err != nil {
+					return err
+				}
 			}
-			to = append(to, p)
-			if err := s.chat.SendPayload(ctx, tx, p, &wirepb.Payload{Body: &wirepb.Payload_Roster{Roster: &wirepb.RoomRosterUpdate{Roster: signed}}}); err != nil {
+			p.Leave = append(p.Leave, l)
+			if owners(cur) == 1 && me.Role == group.RoleOwner {
+				if heir := successor(cur, s.self()); heir != "" {
+					p.Roles = append(p.Roles, group.RoleChange{ID: heir, Role: group.RoleOwner})
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if s.room(r.id) != r {
+			return nil // the commit removed us: forgotten already
+		}
+	default:
+		// A member's leave is committed by an admin: until that commit
+		// arrives, the room stays subscribed, read-only, and our signed
+		// leave is published again whenever a peer appears.
+		var shown []*apitype.Message
+		err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+			var err error
+			if shown, err = s.addLines(ctx, tx, r, []line{{s.self(), "you left the room; the history stays readable"}}); err != nil {
 				return err
 			}
+			_, err = s.db.Exec(ctx, tx, "UPDATE rooms SET state = 'leaving' WHERE id = ?", r.id[:])
+			return err
+		})
+		if err != nil {
+			return err
 		}
+		r.gmu.Lock()
+		r.leaving = true
+		r.gmu.Unlock()
+		s.publish(shown)
+		s.publishLeave(ctx, r)
+		s.chat.Publish(apitype.Event{Type: "room", Time: s.now(), Contact: "#" + r.name})
 		return nil
-	})
-	for _, p := range to {
-		s.chat.Kick(p)
 	}
-	return err
+	return s.forget(ctx, r, "left", "you left the room; the history stays readable")
 }
 
-// promote makes an admin (else the member with the smallest peer ID) the
-// owner.
-func promote(m map[peer.ID]wirepb.Role) {
-	var best peer.ID
-	for p, role := range m {
-		if best == "" || role > m[best] || (role == m[best] && p < best) {
-			best = p
+// publishLeave publishes our signed leave of a room we left, for an admin
+// to commit.
+func (s *Service) publishLeave(ctx context.Context, r *room) {
+	key, err := s.identity()
+	if err != nil {
+		return
+	}
+	r.gmu.Lock()
+	var prop *wirepb.LeaveProposal
+	if r.leaving && r.g != nil && r.g.cur() != nil {
+		prop, err = group.NewLeaveProposal(key, r.g.st.Commit)
+	}
+	r.gmu.Unlock()
+	if prop == nil || err != nil {
+		return
+	}
+	if err := s.publishEnvelope(ctx, r, &wirepb.RoomEnvelope{Body: &wirepb.RoomEnvelope_Leave{Leave: prop}}); err != nil {
+		s.log.Debug("room: publish leave", "room", r.id, "err", err)
+	}
+}
+
+// owners counts the owners of a roster.
+func owners(c *group.Commit) int {
+	n := 0
+	for _, m := range c.Members {
+		if m.Role == group.RoleOwner {
+			n++
 		}
 	}
-	if best != "" {
-		m[best] = wirepb.Role_ROLE_OWNER
+	return n
+}
+
+// successor is who becomes the owner when the owner leaves: an admin, else
+// a member, the smallest peer ID among them.
+func successor(c *group.Commit, leaver peer.ID) peer.ID {
+	var best peer.ID
+	var bestRole group.Role
+	for _, m := range c.Members {
+		if m.ID == leaver {
+			continue
+		}
+		if best == "" || m.Role > bestRole || (m.Role == bestRole && m.ID < best) {
+			best, bestRole = m.ID, m.Role
+		}
 	}
+	return best
 }
 
 // JoinPublic joins (or creates, which is the same) the public room name.
@@ -632,7 +526,7 @@ func (s *Service) JoinPublic(ctx context.Context, name string) (Info, error) {
 	if r := s.room(id); r != nil {
 		return s.Info(ctx, r.name)
 	}
-	r := &room{id: id, name: name, public: true, epochs: map[uint64]*epoch{}}
+	r := &room{id: id, name: name, public: true, clock: newClock(s.now)}
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
 		n, err := freeName(ctx, tx, id, name)
 		if err != nil {
@@ -647,6 +541,11 @@ func (s *Service) JoinPublic(ctx context.Context, name string) (Info, error) {
 		return Info{}, err
 	}
 	s.mu.Lock()
+	if have := s.rooms[id]; have != nil {
+		// Loaded by Run, or joined by a concurrent call, since the check
+		// above: that one is started already.
+		r = have
+	}
 	s.rooms[id] = r
 	err = s.startLocked(r)
 	s.mu.Unlock()

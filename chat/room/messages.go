@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/parley-im/parley/chat/room/group"
 	"github.com/parley-im/parley/chat/wire"
 	"github.com/parley-im/parley/chat/wire/wirepb"
 	"github.com/parley-im/parley/peer/apitype"
@@ -22,9 +23,8 @@ import (
 
 // Log statuses of room_log rows.
 const (
-	statusWaiting = 0 // private message waiting for its author's sender key
-	statusShown   = 1 // in the messages table
-	statusFailed  = 2 // can never be decrypted (tampered, replayed)
+	statusShown  = 1 // in the messages table
+	statusFailed = 2 // can never be decrypted (a key used already, or erased)
 )
 
 // byName finds a joined room by its display name, with or without '#'.
@@ -45,10 +45,37 @@ func (s *Service) byName(name string) (*room, error) {
 	return nil, fmt.Errorf("%w: #%s (see `parley rooms`)", ErrNoRoom, name)
 }
 
+// joined finds a room we are in by name: a private room we only asked to
+// join is "waiting".
+func (s *Service) joined(name string) (*room, error) {
+	r, err := s.byName(name)
+	if err != nil {
+		return nil, err
+	}
+	if r.public {
+		return r, nil
+	}
+	r.gmu.Lock()
+	ok := r.g != nil && r.g.cur() != nil
+	leaving := r.leaving
+	r.gmu.Unlock()
+	switch {
+	case leaving:
+		return nil, fmt.Errorf("room: %s is read-only: you left the room", r.name)
+	case !ok:
+		return nil, fmt.Errorf("room: #%s: waiting for an admin to admit us (see `parley rooms`)", r.name)
+	}
+	return r, nil
+}
+
 // ConvKey returns the messages.conv value of a room: '#' and its hex id.
 func (s *Service) ConvKey(ctx context.Context, name string) (string, error) {
 	r, err := s.byName(name)
 	if err != nil {
+		// A room we left or were removed from keeps its history.
+		if g, gerr := s.gone(ctx, name); gerr == nil {
+			return "#" + g.ID, nil
+		}
 		return "", err
 	}
 	return r.id.conv(), nil
@@ -93,82 +120,290 @@ func (s *Service) Conversations(ctx context.Context) ([]apitype.Conversation, er
 	return out, rows.Err()
 }
 
-// Send publishes text to a room.
+// Send publishes text to a room. The message is stored as pending with
+// the exact bytes to publish, then published, then marked sent; a message
+// whose publication failed (or was cut by a crash) is published again at
+// the next start.
 func (s *Service) Send(ctx context.Context, name, text string) (apitype.Message, error) {
 	if text == "" || !utf8.ValidString(text) {
 		return apitype.Message{}, errors.New("room: message must be non-empty UTF-8")
 	}
-	if len(text) > wire.MaxTextSize {
-		return apitype.Message{}, fmt.Errorf("room: message is %d bytes, the limit is %d", len(text), wire.MaxTextSize)
-	}
+
 	r, err := s.byName(name)
 	if err != nil {
+		if g, gerr := s.gone(ctx, name); gerr == nil {
+			return apitype.Message{}, fmt.Errorf("room: %s is read-only: %s", g.Name, g.Detail)
+		}
 		return apitype.Message{}, err
 	}
-	m := &wirepb.RoomMessage{Version: wire.Version, RoomId: r.id[:], Hlc: s.hlc.next(), MsgId: make([]byte, wire.IDSize)}
-	rand.Read(m.MsgId)
-	ms, _ := wire.UnpackHLC(m.Hlc)
-	msg := apitype.Message{
-		ID: hex.EncodeToString(m.MsgId), Conv: "#" + r.name, From: s.self().String(), Outgoing: true,
-		Text: text, SentAt: time.UnixMilli(ms), State: apitype.StateSent,
+	limit := wire.MaxRoomText
+	if !r.public {
+		if _, err := s.joined(name); err != nil {
+			return apitype.Message{}, err
+		}
+		limit = group.MaxPlaintext
 	}
-	s.cryptoMu.Lock()
-	defer s.cryptoMu.Unlock()
+	if len(text) > limit {
+		return apitype.Message{}, fmt.Errorf("room: message is %d bytes, the limit is %d", len(text), limit)
+	}
+	msgID := make([]byte, wire.IDSize)
+	rand.Read(msgID)
+	hlc := r.clock.next()
+	ms, _ := wire.UnpackHLC(hlc)
+	msg := apitype.Message{
+		ID: hex.EncodeToString(msgID), Conv: "#" + r.name, From: s.self().String(), Outgoing: true,
+		Text: text, SentAt: time.UnixMilli(ms), State: apitype.StatePending,
+	}
 	s.mu.RLock()
-	e := r.current()
 	topic := r.topic
 	s.mu.RUnlock()
 	if topic == nil {
 		return apitype.Message{}, fmt.Errorf("room: #%s is not running", r.name)
 	}
-	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
-		if r.public {
-			m.Text = text
-		} else {
-			if e == nil {
-				return fmt.Errorf("room: no keys for #%s yet", r.name)
-			}
-			m.Epoch = e.n
-			var state []byte
-			if err := s.db.QueryRow(ctx, tx, "SELECT state FROM room_chains WHERE room = ? AND epoch = ?", r.id[:], e.n).Scan(&state); err != nil {
-				return fmt.Errorf("room: sending chain of epoch %d: %w", e.n, err)
-			}
-			ct, next, err := seal(state, []byte(text), senderKeyAD(r.id, e.n, []byte(s.self()), m.MsgId, m.Hlc))
+	// Until Send has published it, the message is Send's: republish (a
+	// peer appearing meanwhile) leaves it alone, so it goes out once.
+	s.mu.Lock()
+	s.sending[string(msgID)] = true
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.sending, string(msgID))
+		s.mu.Unlock()
+	}()
+	store := func(tx *sql.Tx, data []byte) error {
+		if _, err := s.db.Exec(ctx, tx, "INSERT INTO room_outbox(room, msg_id, data, at) VALUES(?, ?, ?, ?)", r.id[:], msgID, data, s.now().UnixMilli()); err != nil {
+			return err
+		}
+		return insertMessage(ctx, tx, r.id, msgID, s.self(), true, text, ms, s.now(), apitype.StatePending)
+	}
+	var data []byte
+	if r.public {
+		m := &wirepb.RoomMessage{Version: wire.Version, RoomId: r.id[:], Hlc: hlc, MsgId: msgID, Text: text}
+		if data, err = proto.Marshal(m); err != nil {
+			return apitype.Message{}, err
+		}
+		if len(data) > wire.MaxRoomMessage {
+			return apitype.Message{}, errors.New("room: message too large")
+		}
+		err = s.db.Tx(ctx, func(tx *sql.Tx) error { return store(tx, data) })
+	} else {
+		// Seal and store under the group lock: the chain step and the
+		// stored message commit together, or neither does.
+		r.gmu.Lock()
+		e := r.g.cur()
+		if e == nil {
+			r.gmu.Unlock()
+			return apitype.Message{}, ErrNotMember
+		}
+		var am *wirepb.AppMessage
+		am, err = e.Seal(s.self(), msgID, hlc, []byte(text))
+		if err == nil {
+			data, err = proto.Marshal(&wirepb.RoomEnvelope{Version: group.Version, RoomId: r.id[:], Body: &wirepb.RoomEnvelope_App{App: am}})
+		}
+		if err == nil {
+			err = s.db.Tx(ctx, func(tx *sql.Tx) error {
+				if err := s.saveChainsLocked(ctx, tx, r, e, s.self()); err != nil {
+					return err
+				}
+				return store(tx, data)
+			})
 			if err != nil {
-				return fmt.Errorf("room: encrypt: %w", err)
-			}
-			m.Ciphertext = ct
-			m.MembershipMac = mac(e.macKey, wire.MembershipMACInput(m))
-			if _, err := s.db.Exec(ctx, tx, "UPDATE room_chains SET state = ? WHERE room = ? AND epoch = ?", next, r.id[:], e.n); err != nil {
-				return err
+				s.reloadLocked(r)
 			}
 		}
-		return insertMessage(ctx, tx, r.id, m.MsgId, s.self(), true, text, ms, s.now())
-	})
+		r.gmu.Unlock()
+	}
 	if err != nil {
-		return apitype.Message{}, err
+		return apitype.Message{}, fmt.Errorf("room: send: %w", err)
 	}
-	data, err := proto.Marshal(m)
-	if err != nil {
-		return apitype.Message{}, err
+	switch err := s.publishOwn(ctx, r, topic, msgID, hlc, data); {
+	case errors.Is(err, errNoPeers):
+		// Kept, and published as soon as a member appears on the topic.
+		return msg, nil
+	case err != nil:
+		return msg, fmt.Errorf("room: publish (kept; it is sent again when the node restarts): %w", err)
 	}
-	if len(data) > wire.MaxRoomMessage {
-		return apitype.Message{}, fmt.Errorf("room: message too large after encryption")
-	}
-	if err := topic.Publish(ctx, data); err != nil {
-		return msg, fmt.Errorf("room: publish: %w", err)
-	}
+	msg.State = apitype.StateSent
 	s.chat.Publish(apitype.Event{Type: "message", Time: s.now(), Message: &msg})
 	return msg, nil
 }
 
-func insertMessage(ctx context.Context, tx *sql.Tx, id ID, msgID []byte, from peer.ID, outgoing bool, text string, sentMS int64, now time.Time) error {
-	state := apitype.StateReceived
-	if outgoing {
-		state = apitype.StateSent
+// errNoPeers: a publication while the topic has no peer reaches nobody
+// (gossipsub v0.19 returns nil all the same); the message stays in the
+// outbox and is published again for the first peer.
+var errNoPeers = errors.New("no peer on the room's topic yet")
+
+// publishOwn publishes one of our stored messages and marks it sent. A
+// message older than live validators accept (a retry after a long
+// outage) is published to our own log only: members fetch it by sync.
+func (s *Service) publishOwn(ctx context.Context, r *room, topic *pubsub.Topic, msgID []byte, hlc uint64, data []byte) error {
+	if s.cfg.beforePublish != nil {
+		if err := s.cfg.beforePublish(); err != nil {
+			return err
+		}
 	}
+	var opts []pubsub.PubOpt
+	if ms, _ := wire.UnpackHLC(hlc); ms < s.now().Add(-MaxSkew+time.Minute).UnixMilli() {
+		opts = append(opts, pubsub.WithLocalPublication(true))
+	}
+	alone := len(opts) == 0 && len(s.ps.ListPeers(topic.String())) == 0
+	if err := topic.Publish(ctx, data, opts...); err != nil {
+		return err
+	}
+	if alone {
+		// Published to our own log (sync serves it, also to members we
+		// reach only through a relay), but to no peer: it stays pending
+		// and is published again when the first peer appears.
+		return errNoPeers
+	}
+	return s.db.Tx(ctx, func(tx *sql.Tx) error {
+		if _, err := s.db.Exec(ctx, tx, "DELETE FROM room_outbox WHERE room = ? AND msg_id = ?", r.id[:], msgID); err != nil {
+			return err
+		}
+		_, err := s.db.Exec(ctx, tx, "UPDATE messages SET state = ? WHERE conv = ? AND sender = ? AND id = ? AND state = ?",
+			apitype.StateSent, r.id.conv(), s.self().String(), msgID, apitype.StatePending)
+		return err
+	})
+}
+
+// republish publishes our messages still pending in running rooms (in
+// room only, if only is not nil).
+func (s *Service) republish(ctx context.Context, only *room) {
+	type pending struct {
+		room ID
+		id   []byte
+		data []byte
+	}
+	q, args := "SELECT room, msg_id, data FROM room_outbox ORDER BY at", []any{}
+	if only != nil {
+		q, args = "SELECT room, msg_id, data FROM room_outbox WHERE room = ? ORDER BY at", []any{only.id[:]}
+	}
+	rows, err := s.db.Query(ctx, nil, q, args...)
+	if err != nil {
+		return
+	}
+	var ps []pending
+	for rows.Next() {
+		var (
+			p    pending
+			room []byte
+		)
+		if rows.Scan(&room, &p.id, &p.data) == nil && len(room) == len(p.room) {
+			copy(p.room[:], room)
+			ps = append(ps, p)
+		}
+	}
+	rows.Close()
+	for _, p := range ps {
+		r := s.room(p.room)
+		s.mu.RLock()
+		busy := s.sending[string(p.id)]
+		s.mu.RUnlock()
+		if r == nil || busy {
+			continue
+		}
+		if !r.public {
+			// Sealed at an epoch the room has left: every member would
+			// ignore it. Seal it again at the current one.
+			if data, err := s.reseal(ctx, r, p.id, p.data); err == nil {
+				p.data = data
+			} else {
+				s.log.Info("reseal pending room message", "room", r.id, "err", err)
+				continue
+			}
+		}
+		hlc, err := s.outboxHLC(r, p.data)
+		if err != nil {
+			continue
+		}
+		s.mu.RLock()
+		topic := r.topic
+		s.mu.RUnlock()
+		if topic == nil {
+			continue
+		}
+		if err := s.publishOwn(ctx, r, topic, p.id, hlc, p.data); err != nil {
+			if !errors.Is(err, errNoPeers) {
+				s.log.Info("publish pending room message", "room", r.id, "err", err)
+			}
+			continue
+		}
+		s.chat.Publish(apitype.Event{Type: "receipt", Time: s.now(), Message: &apitype.Message{
+			ID: hex.EncodeToString(p.id), Conv: "#" + r.name, From: s.self().String(), Outgoing: true, State: apitype.StateSent,
+		}})
+	}
+}
+
+// reseal returns a pending message of a private room as it is if it is
+// sealed at our current epoch (on our branch), else sealed again at that
+// epoch, with the same id and a new hlc, and stored so.
+func (s *Service) reseal(ctx context.Context, r *room, msgID, data []byte) ([]byte, error) {
+	env, err := group.ParseEnvelope(group.RoomID(r.id), data)
+	if err != nil || env.GetApp() == nil {
+		return nil, errors.New("not an app message")
+	}
+	r.gmu.Lock()
+	defer r.gmu.Unlock()
+	e := r.g.cur()
+	if e == nil {
+		return nil, ErrNotMember
+	}
+	h := e.Commit().Hash()
+	if am := env.GetApp(); am.GetEpoch() == e.Number() && len(am.GetEpochHash()) <= len(h) && string(am.GetEpochHash()) == string(h[:len(am.GetEpochHash())]) {
+		return data, nil
+	}
+	var text string
+	if err := s.db.QueryRow(ctx, nil, "SELECT body FROM messages WHERE conv = ? AND sender = ? AND id = ?", r.id.conv(), s.self().String(), msgID).Scan(&text); err != nil {
+		return nil, err
+	}
+	am, err := e.Seal(s.self(), msgID, r.clock.next(), []byte(text))
+	if err != nil {
+		return nil, err
+	}
+	out, err := proto.Marshal(&wirepb.RoomEnvelope{Version: group.Version, RoomId: r.id[:], Body: &wirepb.RoomEnvelope_App{App: am}})
+	if err != nil {
+		return nil, err
+	}
+	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
+		if err := s.saveChainsLocked(ctx, tx, r, e, s.self()); err != nil {
+			return err
+		}
+		// Our log keeps what members can open: the stale sealing goes.
+		if _, err := s.db.Exec(ctx, tx, "DELETE FROM room_log WHERE room = ? AND sender = ? AND msg_id = ?", r.id[:], s.self().String(), msgID); err != nil {
+			return err
+		}
+		_, err := s.db.Exec(ctx, tx, "UPDATE room_outbox SET data = ? WHERE room = ? AND msg_id = ?", out, r.id[:], msgID)
+		return err
+	})
+	if err != nil {
+		s.reloadLocked(r)
+		return nil, err
+	}
+	return out, nil
+}
+
+// outboxHLC returns the hlc of one of our stored publications.
+func (s *Service) outboxHLC(r *room, data []byte) (uint64, error) {
+	if r.public {
+		m, err := wire.DecodeRoomMessage(data)
+		if err != nil {
+			return 0, err
+		}
+		return m.Hlc, nil
+	}
+	env, err := group.ParseEnvelope(group.RoomID(r.id), data)
+	if err != nil {
+		return 0, err
+	}
+	if env.GetApp() == nil {
+		return 0, errors.New("not an app message")
+	}
+	return env.GetApp().GetHlc(), nil
+}
+
+func insertMessage(ctx context.Context, tx *sql.Tx, id ID, msgID []byte, from peer.ID, outgoing bool, text string, sentMS int64, now time.Time, state string) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO messages(id, conv, sender, outgoing, body, sent_at, received_at, state)
-		VALUES(?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING`,
+		VALUES(?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
 		msgID, id.conv(), from.String(), outgoing, text, sentMS, now.UnixMilli(), state)
 	return err
 }
@@ -212,152 +447,117 @@ func (s *Service) readLoop(ctx context.Context, r *room, sub *pubsub.Subscriptio
 // ingestBatch bounds how many live messages share one transaction.
 const ingestBatch = 64
 
-// ingest stores verified messages in the room log, in one transaction, and,
-// when their sender keys are known, decrypts them into the messages table
-// and publishes events.
+// ingest stores verified messages in the room log and the messages table,
+// in one transaction, and publishes events. A private room's messages are
+// decrypted here, under the room's group lock, with the epoch's ratchet
+// state saved in the same transaction.
 func (s *Service) ingest(ctx context.Context, r *room, recs ...*wirepb.SyncedMessage) error {
 	type item struct {
-		rec *wirepb.SyncedMessage
-		m   *wirepb.RoomMessage
+		rec   *wirepb.SyncedMessage
+		msgID []byte
+		hlc   uint64
+		epoch uint64
+		text  string             // public rooms
+		app   *wirepb.AppMessage // private rooms
 	}
 	items := make([]item, 0, len(recs))
 	for _, rec := range recs {
-		m, err := wire.DecodeRoomMessage(rec.Data)
-		if err != nil {
-			s.log.Info("undecodable room message", "room", r.id, "err", err)
-			continue
+		it := item{rec: rec}
+		if r.public {
+			m, err := wire.DecodeRoomMessage(rec.Data)
+			if err != nil {
+				s.log.Info("undecodable room message", "room", r.id, "err", err)
+				continue
+			}
+			it.msgID, it.hlc, it.text = m.MsgId, m.Hlc, m.Text
+		} else {
+			env, err := group.ParseEnvelope(group.RoomID(r.id), rec.Data)
+			if err != nil || env.GetApp() == nil {
+				continue // commits and the rest are handled by the validator
+			}
+			it.app = env.GetApp()
+			it.msgID, it.hlc, it.epoch = it.app.GetMsgId(), it.app.GetHlc(), it.app.GetEpoch()
 		}
-		s.hlc.observe(m.Hlc)
-		items = append(items, item{rec, m})
+		r.clock.observe(it.hlc)
+		items = append(items, it)
 	}
-	s.cryptoMu.Lock()
-	defer s.cryptoMu.Unlock()
+	if len(items) == 0 {
+		return nil
+	}
+	if !r.public {
+		r.gmu.Lock()
+		defer r.gmu.Unlock()
+		if r.g == nil || r.g.cur() == nil {
+			return nil
+		}
+	}
 	var shown []*apitype.Message
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
 		shown = shown[:0]
+		touched := map[*group.Epoch]map[peer.ID]bool{}
 		for _, it := range items {
 			author := peer.ID(it.rec.From)
 			res, err := s.db.Exec(ctx, tx, `INSERT INTO room_log(room, msg_id, hlc, epoch, sender, data, seqno, signature, key, status)
 				VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-				r.id[:], it.m.MsgId, it.m.Hlc, it.m.Epoch, author.String(), it.rec.Data, it.rec.Seqno, it.rec.Signature, it.rec.Key, statusWaiting)
+				r.id[:], it.msgID, it.hlc, it.epoch, author.String(), it.rec.Data, it.rec.Seqno, it.rec.Signature, it.rec.Key, statusShown)
 			if err != nil {
 				return err
 			}
-			if k, _ := res.RowsAffected(); k == 0 {
-				continue // already logged
+			if k, _ := res.RowsAffected(); k == 0 || author == s.self() {
+				continue // already logged; or ours, in the messages table since it was sent
 			}
-			msg, err := s.showLocked(ctx, tx, r, author, it.m)
-			if err != nil {
+			text := it.text
+			if !r.public {
+				e := r.g.epochFor(it.app)
+				var plain []byte
+				err := errors.New("no keys for its epoch any more")
+				if e != nil {
+					plain, err = e.Open(author, it.app)
+				}
+				if err != nil {
+					s.log.Info("undecryptable room message", "room", r.id, "author", author, "err", err)
+					if _, err := s.db.Exec(ctx, tx, "UPDATE room_log SET status = ? WHERE room = ? AND sender = ? AND msg_id = ?", statusFailed, r.id[:], author.String(), it.msgID); err != nil {
+						return err
+					}
+					continue
+				}
+				if touched[e] == nil {
+					touched[e] = map[peer.ID]bool{}
+				}
+				touched[e][author] = true
+				if !utf8.Valid(plain) || len(plain) == 0 {
+					continue
+				}
+				text = string(plain)
+			}
+			ms, _ := wire.UnpackHLC(it.hlc)
+			if err := insertMessage(ctx, tx, r.id, it.msgID, author, false, text, ms, s.now(), apitype.StateReceived); err != nil {
 				return err
 			}
-			if msg != nil {
-				shown = append(shown, msg)
+			var fromName string
+			s.db.QueryRow(ctx, tx, "SELECT name FROM contacts WHERE peer_id = ?", author.String()).Scan(&fromName)
+			shown = append(shown, &apitype.Message{
+				ID: hex.EncodeToString(it.msgID), Conv: "#" + r.name, From: author.String(), FromName: fromName,
+				Text: text, SentAt: time.UnixMilli(ms), State: apitype.StateReceived,
+			})
+		}
+		for e, authors := range touched {
+			for a := range authors {
+				if err := s.saveChainsLocked(ctx, tx, r, e, a); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
 	})
 	if err != nil {
+		if !r.public {
+			s.reloadLocked(r)
+		}
 		return err
 	}
 	s.publish(shown)
 	return nil
-}
-
-// showLocked turns a logged message into a row of the messages table if it
-// can: public text, our own message, or a private message whose author's
-// sender key we hold. It updates the log row's status. s.cryptoMu is held.
-func (s *Service) showLocked(ctx context.Context, tx *sql.Tx, r *room, author peer.ID, m *wirepb.RoomMessage) (*apitype.Message, error) {
-	ms, _ := wire.UnpackHLC(m.Hlc)
-	setStatus := func(st int) error {
-		_, err := s.db.Exec(ctx, tx, "UPDATE room_log SET status = ? WHERE room = ? AND msg_id = ?", st, r.id[:], m.MsgId)
-		return err
-	}
-	var text string
-	switch {
-	case author == s.self():
-		// Our own message, already in the messages table when sent (or
-		// lost with an old database: it cannot be decrypted by its author).
-		return nil, setStatus(statusShown)
-	case m.Text != "":
-		text = m.Text
-	default:
-		var state []byte
-		err := s.db.QueryRow(ctx, tx, "SELECT state FROM room_senders WHERE room = ? AND epoch = ? AND sender = ?", r.id[:], m.Epoch, author.String()).Scan(&state)
-		if errors.Is(err, sql.ErrNoRows) {
-			return nil, nil // waiting for the sender key
-		}
-		if err != nil {
-			return nil, err
-		}
-		plain, next, err := open(state, m.Ciphertext, senderKeyAD(r.id, m.Epoch, []byte(author), m.MsgId, m.Hlc))
-		if err != nil {
-			s.log.Info("undecryptable room message", "room", r.id, "author", author, "err", err)
-			return nil, setStatus(statusFailed)
-		}
-		if !utf8.Valid(plain) || len(plain) == 0 || len(plain) > wire.MaxTextSize {
-			return nil, setStatus(statusFailed)
-		}
-		if _, err := s.db.Exec(ctx, tx, "UPDATE room_senders SET state = ? WHERE room = ? AND epoch = ? AND sender = ?", next, r.id[:], m.Epoch, author.String()); err != nil {
-			return nil, err
-		}
-		text = string(plain)
-	}
-	if err := insertMessage(ctx, tx, r.id, m.MsgId, author, false, text, ms, s.now()); err != nil {
-		return nil, err
-	}
-	if err := setStatus(statusShown); err != nil {
-		return nil, err
-	}
-	var fromName string
-	s.db.QueryRow(ctx, tx, "SELECT name FROM contacts WHERE peer_id = ?", author.String()).Scan(&fromName)
-	return &apitype.Message{
-		ID: hex.EncodeToString(m.MsgId), Conv: "#" + r.name, From: author.String(), FromName: fromName,
-		Text: text, SentAt: time.UnixMilli(ms), State: apitype.StateReceived,
-	}, nil
-}
-
-// showWaiting decrypts the logged messages of an author that were waiting
-// for the sender key of an epoch, in hlc order.
-func (s *Service) showWaiting(ctx context.Context, r *room, ep uint64, author peer.ID) {
-	s.cryptoMu.Lock()
-	defer s.cryptoMu.Unlock()
-	var shown []*apitype.Message
-	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
-		rows, err := s.db.Query(ctx, tx, "SELECT data FROM room_log WHERE room = ? AND epoch = ? AND sender = ? AND status = ? ORDER BY hlc, msg_id",
-			r.id[:], ep, author.String(), statusWaiting)
-		if err != nil {
-			return err
-		}
-		var datas [][]byte
-		for rows.Next() {
-			var d []byte
-			if err := rows.Scan(&d); err != nil {
-				rows.Close()
-				return err
-			}
-			datas = append(datas, d)
-		}
-		rows.Close()
-		for _, d := range datas {
-			m, err := wire.DecodeRoomMessage(d)
-			if err != nil {
-				continue
-			}
-			msg, err := s.showLocked(ctx, tx, r, author, m)
-			if err != nil {
-				return err
-			}
-			if msg != nil {
-				shown = append(shown, msg)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		s.log.Warn("show waiting room messages", "room", r.id, "err", err)
-		return
-	}
-	s.publish(shown)
 }
 
 // publish announces messages newly shown to the user.

@@ -56,3 +56,25 @@ func TestRendezvous(t *testing.T) {
 		m.waitTexts(t, "#meetup", texts...)
 	}
 }
+
+// TestJoinPublicConcurrently: joins of one public room racing each other
+// and the node's own start (which loads the rooms it is in) all succeed:
+// the topic's validator is registered once ("duplicate validator" before).
+func TestJoinPublicConcurrently(t *testing.T) {
+	ctx := context.Background()
+	for range 3 {
+		m := start(t, 1)[0]
+		errs := make(chan error, 8)
+		for range 8 {
+			go func() {
+				_, err := m.Rooms().JoinPublic(ctx, "#race")
+				errs <- err
+			}()
+		}
+		for range 8 {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}

@@ -10,6 +10,16 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
+// providerFinder is what rendezvous needs of the DHT to find members.
+type providerFinder interface {
+	FindProvidersAsync(ctx context.Context, c cid.Cid, count int) <-chan peer.AddrInfo
+	FindPeer(ctx context.Context, id peer.ID) (peer.AddrInfo, error)
+}
+
+// maxProviders bounds the members rendezvous connects to in a room: enough
+// for gossipsub's mesh (degree 6 to 12), which connects the rest.
+const maxProviders = 8
+
 // reprovideEvery is how often a member re-announces itself under the
 // room's rendezvous key; provider records live 48 h on the DHT, and the
 // private-room key changes with the UTC date anyway.
@@ -19,7 +29,7 @@ const reprovideEvery = 6 * time.Hour
 // connects to the other providers, so that gossipsub meshes the members.
 // It looks often while it has no topic peer, and every FindInterval after.
 func (s *Service) rendezvousLoop(ctx context.Context, r *room) {
-	if s.dht == nil {
+	if s.dht == nil || s.finder == nil {
 		return
 	}
 	var (
@@ -36,6 +46,10 @@ func (s *Service) rendezvousLoop(ctx context.Context, r *room) {
 		case <-timer.C:
 		}
 		c := s.rendezvousKey(r)
+		if !c.Defined() {
+			timer.Reset(s.cfg.FindInterval)
+			continue
+		}
 		if !c.Equals(provided) || time.Since(providedAt) > reprovideEvery {
 			pctx, cancel := context.WithTimeout(ctx, time.Minute)
 			err := s.dht.Provide(pctx, c, true)
@@ -47,7 +61,12 @@ func (s *Service) rendezvousLoop(ctx context.Context, r *room) {
 			}
 		}
 		found := s.findMembers(ctx, r, c)
-		if len(s.ps.ListPeers(r.id.Topic())) == 0 && found == 0 {
+		if found == 0 && !r.public && len(s.ps.ListPeers(r.Topic())) == 0 {
+			// A member that missed a commit looks under an old epoch's
+			// key: look the members up by peer ID instead.
+			found = s.dialMembers(ctx, r)
+		}
+		if len(s.ps.ListPeers(r.Topic())) == 0 && found == 0 {
 			wait = min(wait*2, 5*time.Second)
 		} else {
 			wait = s.cfg.FindInterval
@@ -62,33 +81,98 @@ func (s *Service) rendezvousLoop(ctx context.Context, r *room) {
 // rendezvousKey returns the room's rendezvous CID for today.
 func (s *Service) rendezvousKey(r *room) cid.Cid {
 	if r.public {
-		return rendezvousCID(r.id, nil, s.now())
+		return rendezvousCID(r.id)
 	}
-	s.mu.RLock()
-	e := r.current()
-	s.mu.RUnlock()
-	return rendezvousCID(r.id, e.secret, s.now())
+	r.gmu.Lock()
+	defer r.gmu.Unlock()
+	if r.g == nil || r.g.cur() == nil {
+		return cid.Undef // a join that waits: we know no member's record
+	}
+	return rendezvousCID2(r.g.cur().RendezvousKey(), s.now())
 }
 
-// findMembers connects to the providers of c that we are not connected to,
-// and returns how many it connected.
+// findMembers connects to providers of c we are not connected to, until
+// the room has maxProviders topic peers, and returns how many it
+// connected. A provider record without addresses (stock DHT servers drop
+// non-public ones) is completed by looking the peer up.
 func (s *Service) findMembers(ctx context.Context, r *room, c cid.Cid) int {
+	want := maxProviders - len(s.ps.ListPeers(r.Topic()))
+	if want <= 0 || s.finder == nil {
+		return 0
+	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	n := 0
-	for info := range s.dht.FindProvidersAsync(ctx, c, 50) {
+	for info := range s.finder.FindProvidersAsync(ctx, c, 4*maxProviders) {
 		if info.ID == s.self() || s.host.Network().Connectedness(info.ID) == network.Connected {
 			continue
 		}
 		if len(info.Addrs) > 0 {
+			s.host.Peerstore().AddAddrs(info.ID, info.Addrs, time.Hour)
+		} else if len(s.host.Peerstore().Addrs(info.ID)) == 0 {
+			fctx, fcancel := context.WithTimeout(ctx, 10*time.Second)
+			found, err := s.finder.FindPeer(fctx, info.ID)
+			fcancel()
+			if err != nil || len(found.Addrs) == 0 {
+				s.log.Debug("rendezvous: provider without addresses not found", "room", r.id, "peer", info.ID, "err", err)
+				continue
+			}
+			info.Addrs = found.Addrs
 			s.host.Peerstore().AddAddrs(info.ID, info.Addrs, time.Hour)
 		}
 		cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
 		err := s.host.Connect(cctx, peer.AddrInfo{ID: info.ID, Addrs: info.Addrs})
 		ccancel()
 		if err == nil {
-			n++
+			if n++; n >= want {
+				break
+			}
 		}
 	}
 	return n
+}
+
+// dialMembers connects to a few members of a private room's roster, found
+// by peer ID (the DHT's peer routing, or addresses we know), and returns
+// how many it connected.
+func (s *Service) dialMembers(ctx context.Context, r *room) int {
+	r.gmu.Lock()
+	var ids []peer.ID
+	if r.g != nil && r.g.st.Commit != nil {
+		for _, m := range r.g.st.Commit.Members {
+			ids = append(ids, m.ID)
+		}
+	}
+	r.gmu.Unlock()
+	return s.dialPeers(ctx, ids, maxProviders)
+}
+
+// dialPeers connects to up to n of ids we are not connected to, found by
+// peer ID, and returns how many it connected.
+func (s *Service) dialPeers(ctx context.Context, ids []peer.ID, n int) int {
+	done := 0
+	for _, id := range ids {
+		if done >= n {
+			break
+		}
+		if id == s.self() || s.host.Network().Connectedness(id) == network.Connected {
+			continue
+		}
+		info := peer.AddrInfo{ID: id}
+		if len(s.host.Peerstore().Addrs(id)) == 0 && s.finder != nil {
+			fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			found, err := s.finder.FindPeer(fctx, id)
+			cancel()
+			if err != nil {
+				continue
+			}
+			info = found
+		}
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if s.host.Connect(cctx, info) == nil {
+			done++
+		}
+		cancel()
+	}
+	return done
 }

@@ -15,8 +15,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/parley-im/parley/chat"
+	"github.com/parley-im/parley/chat/room/group"
 	"github.com/parley-im/parley/chat/store"
-	"github.com/parley-im/parley/chat/wire/wirepb"
 )
 
 // Errors of the room API.
@@ -37,9 +37,22 @@ type Config struct {
 	RateBurst    int           // messages an author may burst (default 100)
 	RateEvery    time.Duration // refill interval per message (default 50ms: 20/s)
 	FindInterval time.Duration // how often rendezvous looks for members (default 30s)
+	JoinRetry    time.Duration // how often a waiting join by link asks again (default 30s)
+	// RekeyEvery is the age at which the owner's node (else the admin's
+	// with the smallest peer ID) gives a private room a fresh epoch with
+	// the same roster, for post-compromise recovery (default 24h).
+	RekeyEvery time.Duration
 	// PubsubOptions are appended to the service's gossipsub options.
 	PubsubOptions []pubsub.Option
 	Now           func() time.Time
+
+	// finder looks up rendezvous providers and their addresses; nil means
+	// DHT (tests wrap it).
+	finder providerFinder
+	// beforePublish, if set (tests), runs before each publication of our
+	// own message; an error stands for a publication that failed (or a
+	// crash between storing and publishing).
+	beforePublish func() error
 }
 
 // Service runs the rooms of one node. Its lifecycle:
@@ -61,57 +74,79 @@ type Service struct {
 	ps       *pubsub.PubSub
 	psCancel context.CancelFunc
 	rate     *chat.Limiter
-	hlc      hlcClock
+	// commitRate bounds the commits of each author the validators apply
+	// (a burst of 10, then one every 6 seconds).
+	commitRate *chat.Limiter
+	finder     providerFinder // nil: no rendezvous
+	budgets    syncBudgets    // of /parley/roomsync/1 and /2 (sync_budget.go)
 
 	// mu guards the in-memory view of the rooms; it is never held across a
 	// database transaction or a network call.
-	mu     sync.RWMutex
-	rooms  map[ID]*room // guarded by mu
-	runCtx context.Context
-	wg     sync.WaitGroup
-
-	// cryptoMu serialises every use of sender-key state (sending chains and
-	// receiving states) together with the transaction that persists it.
-	cryptoMu sync.Mutex
+	mu    sync.RWMutex
+	rooms map[ID]*room // guarded by mu
+	// sending holds the ids of our messages Send is publishing (guarded
+	// by mu).
+	sending map[string]bool
+	runCtx  context.Context
+	wg      sync.WaitGroup
 
 	inbox chan struct{}
 	syncs chan syncJob
+	// started is closed once Run has loaded and started the joined rooms.
+	started chan struct{}
 }
 
-// room is one joined room. Fields other than id, name and public are
-// guarded by Service.mu.
+// Started is closed once Run has loaded the joined rooms and can run new
+// ones: a room joined before is started only when Run loads it.
+func (s *Service) Started() <-chan struct{} { return s.started }
+
+// room is one joined room, or a private room we asked to join and wait to
+// be admitted into (join set, g nil). Fields other than id, name and
+// public are guarded by Service.mu, except g, which r.gmu guards.
 type room struct {
 	id     ID
 	name   string
 	public bool
+	clock  *hlcClock // the room's hybrid logical clock
 
-	epoch  uint64
-	epochs map[uint64]*epoch
+	// gmu serialises every use of the group state of a private room
+	// (applying commits, sealing and opening messages) with the
+	// transaction that persists it.
+	gmu sync.Mutex
+	g   *groupState // private rooms: guarded by gmu
+	// join is our pending join request, while we wait for the commit that
+	// adds us (guarded by gmu).
+	join *pendingJoin
+	// leaving is set once we left and until the commit that takes us off
+	// the roster arrives: our signed leave is published again whenever a
+	// peer appears (guarded by gmu).
+	leaving bool
+
+	// queue holds the changes waiting for this node's next commit;
+	// committing is set while a goroutine commits them (both guarded by
+	// Service.mu).
+	queue      *proposal
+	committing bool
+
 	topic  *pubsub.Topic
 	cancel context.CancelFunc
 	loops  *sync.WaitGroup // the reader and the topic-event watcher
 }
 
-// epoch is the key material and roster of one epoch of a private room.
-type epoch struct {
-	n      uint64
-	secret []byte
-	macKey []byte
-	signed []byte // serialized SignedRoster
-	roster *wirepb.Roster
-	roles  map[peer.ID]wirepb.Role
+// Topic returns the gossipsub topic of the room: version 1 for public
+// rooms, version 2 for private ones.
+func (r *room) Topic() string {
+	if r.public {
+		return r.id.Topic()
+	}
+	return group.TopicPrefix + r.id.String()
 }
-
-func (e *epoch) role(p peer.ID) wirepb.Role { return e.roles[p] }
-
-func (e *epoch) admin(p peer.ID) bool {
-	r := e.roles[p]
-	return r == wirepb.Role_ROLE_ADMIN || r == wirepb.Role_ROLE_OWNER
-}
-
-func (r *room) current() *epoch { return r.epochs[r.epoch] }
 
 var _ chat.Rooms = (*Service)(nil)
+
+// testConfig, set only by this package's tests (before they start nodes),
+// edits the Config of the service of a host.
+var testConfig func(host.Host, *Config)
 
 // testPubsubOptions, set only by this package's tests (before they start
 // nodes), adds gossipsub options such as tracers to the service of a host:
@@ -135,8 +170,20 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.RateEvery <= 0 {
 		cfg.RateEvery = 50 * time.Millisecond
 	}
+	if testConfig != nil {
+		testConfig(cfg.Chat.Host(), &cfg)
+	}
 	if cfg.FindInterval <= 0 {
 		cfg.FindInterval = 30 * time.Second
+	}
+	if cfg.JoinRetry <= 0 {
+		cfg.JoinRetry = 30 * time.Second
+	}
+	if cfg.RekeyEvery <= 0 {
+		cfg.RekeyEvery = 24 * time.Hour
+	}
+	if cfg.finder == nil && cfg.DHT != nil {
+		cfg.finder = cfg.DHT
 	}
 	s := &Service{
 		chat:  cfg.Chat,
@@ -147,11 +194,18 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		now:   cfg.Now,
 		cfg:   cfg,
 		rooms: make(map[ID]*room),
-		rate:  chat.NewLimiter(cfg.RateBurst, cfg.RateEvery),
-		inbox: make(chan struct{}, 1),
-		syncs: make(chan syncJob, 64),
+
+		sending: make(map[string]bool),
+		started: make(chan struct{}),
+		rate:    chat.NewLimiter(cfg.RateBurst, cfg.RateEvery),
+
+		commitRate: chat.NewLimiter(10, 6*time.Second),
+		inbox:      make(chan struct{}, 1),
+		syncs:      make(chan syncJob, 64),
+
+		finder:  cfg.finder,
+		budgets: newSyncBudgets(),
 	}
-	s.hlc.now = cfg.Now
 	psCtx, cancel := context.WithCancel(ctx)
 	opts := append(PubsubOptions(), pubsub.WithLogger(cfg.Logger.With("subsystem", "gossipsub")))
 	opts = append(opts, cfg.PubsubOptions...)
@@ -165,6 +219,8 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	s.ps, s.psCancel = ps, cancel
 	s.host.SetStreamHandler(protocolRoomSync, s.handleSync)
+	s.host.SetStreamHandler(protocolRoomSync2, s.handleFetch)
+	s.host.SetStreamHandler(protocolRoomJoin, s.handleJoin)
 	return s, nil
 }
 
@@ -175,6 +231,8 @@ func (s *Service) PubSub() *pubsub.PubSub { return s.ps }
 func (s *Service) Run(ctx context.Context) error {
 	defer s.psCancel()
 	defer s.host.RemoveStreamHandler(protocolRoomSync)
+	defer s.host.RemoveStreamHandler(protocolRoomSync2)
+	defer s.host.RemoveStreamHandler(protocolRoomJoin)
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	s.mu.Lock()
@@ -186,6 +244,9 @@ func (s *Service) Run(ctx context.Context) error {
 		s.mu.Unlock()
 		return err
 	}
+	s.loadJoins(rctx)
+	close(s.started)
+	s.republish(rctx, nil)
 	s.wg.Add(2)
 	go func() { defer s.wg.Done(); s.inboxLoop(rctx) }()
 	go func() { defer s.wg.Done(); s.syncLoop(rctx) }()
@@ -213,7 +274,7 @@ func (s *Service) Run(ctx context.Context) error {
 
 // loadRooms reads the joined rooms and starts them.
 func (s *Service) loadRooms(ctx context.Context) error {
-	rows, err := s.db.Query(ctx, nil, "SELECT id, name, public, epoch FROM rooms WHERE state = 'joined'")
+	rows, err := s.db.Query(ctx, nil, "SELECT id, name, public, state = 'leaving' FROM rooms WHERE state IN ('joined', 'leaving')")
 	if err != nil {
 		return fmt.Errorf("room: load rooms: %w", err)
 	}
@@ -223,7 +284,7 @@ func (s *Service) loadRooms(ctx context.Context) error {
 			idb []byte
 			r   room
 		)
-		if err := rows.Scan(&idb, &r.name, &r.public, &r.epoch); err != nil {
+		if err := rows.Scan(&idb, &r.name, &r.public, &r.leaving); err != nil {
 			rows.Close()
 			return fmt.Errorf("room: load rooms: %w", err)
 		}
@@ -231,12 +292,19 @@ func (s *Service) loadRooms(ctx context.Context) error {
 		rs = append(rs, &r)
 	}
 	rows.Close()
-	var maxHLC sql.NullInt64
-	s.db.QueryRow(ctx, nil, "SELECT max(hlc) FROM room_log").Scan(&maxHLC)
-	s.hlc.observe(uint64(maxHLC.Int64))
 	for _, r := range rs {
-		if err := s.loadEpochs(ctx, r); err != nil {
-			return err
+		// A stored value beyond our clock's bound (a database poisoned
+		// before the bound existed) is ignored.
+		var maxHLC sql.NullInt64
+		s.db.QueryRow(ctx, nil, "SELECT max(hlc) FROM room_log WHERE room = ? AND hlc <= ?", r.id[:], s.hlcBound()).Scan(&maxHLC)
+		r.clock = newClock(s.now)
+		r.clock.observe(uint64(maxHLC.Int64))
+	}
+	for _, r := range rs {
+		if !r.public {
+			if err := s.loadGroup(ctx, r); err != nil {
+				return err
+			}
 		}
 		s.mu.Lock()
 		if have := s.rooms[r.id]; have != nil {
@@ -252,56 +320,18 @@ func (s *Service) loadRooms(ctx context.Context) error {
 	return nil
 }
 
-// loadEpochs reads a private room's epochs from the database.
-func (s *Service) loadEpochs(ctx context.Context, r *room) error {
-	r.epochs = make(map[uint64]*epoch)
-	if r.public {
-		return nil
-	}
-	rows, err := s.db.Query(ctx, nil, "SELECT epoch, secret, roster FROM room_epochs WHERE room = ?", r.id[:])
-	if err != nil {
-		return fmt.Errorf("room: load epochs: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var (
-			n              uint64
-			secret, signed []byte
-		)
-		if err := rows.Scan(&n, &secret, &signed); err != nil {
-			return fmt.Errorf("room: load epochs: %w", err)
-		}
-		e, err := newEpoch(r.id, secret, signed)
-		if err != nil {
-			return fmt.Errorf("room %s: stored roster of epoch %d: %w", r.name, n, err)
-		}
-		r.epochs[n] = e
-	}
-	return rows.Err()
-}
-
-// newEpoch builds an epoch from its secret and its (already verified)
-// signed roster.
-func newEpoch(id ID, secret, signed []byte) (*epoch, error) {
-	_, roster, err := openRoster(signed)
-	if err != nil {
-		return nil, err
-	}
-	e := &epoch{n: roster.Epoch, secret: secret, macKey: membershipKey(secret, id), signed: signed, roster: roster, roles: make(map[peer.ID]wirepb.Role)}
-	for _, m := range roster.Members {
-		e.roles[peer.ID(m.PeerId)] = m.Role
-	}
-	return e, nil
-}
-
 // startLocked joins the room's topic and starts its goroutines, if the
 // service is running. s.mu is held.
 func (s *Service) startLocked(r *room) error {
 	if s.runCtx == nil || r.topic != nil {
 		return nil
 	}
-	topic := r.id.Topic()
-	if err := s.ps.RegisterTopicValidator(topic, s.validator(r.id), pubsub.WithValidatorInline(true)); err != nil {
+	topic := r.Topic()
+	validator := s.validator(r.id)
+	if !r.public {
+		validator = s.privateValidator(r)
+	}
+	if err := s.ps.RegisterTopicValidator(topic, validator, pubsub.WithValidatorInline(true)); err != nil {
 		return fmt.Errorf("room %s: register validator: %w", r.name, err)
 	}
 	t, err := s.ps.Join(topic)

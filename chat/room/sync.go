@@ -2,7 +2,6 @@ package room
 
 import (
 	"context"
-	"crypto/hmac"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -47,17 +46,29 @@ func (s *Service) requestSync(id ID, p peer.ID) {
 // connections, so for them this pull is what delivers room messages.
 const relayedSyncInterval = 5 * time.Second
 
-// syncLoop runs sync jobs one at a time, asks every room to sync every
-// minute, and pulls from relay-only members every relayedSyncInterval.
+// syncLoop runs sync jobs one at a time, asks every room to sync (and
+// publishes our pending messages) every minute, pulls from relay-only
+// members every relayedSyncInterval, asks again for waiting joins every
+// Config.JoinRetry, and re-keys the rooms whose epoch is older than
+// Config.RekeyEvery (where this node is the one to do it).
 func (s *Service) syncLoop(ctx context.Context) {
 	tick := time.NewTicker(time.Minute)
 	defer tick.Stop()
 	relayed := time.NewTicker(relayedSyncInterval)
 	defer relayed.Stop()
+	joins := time.NewTimer(0)
+	defer joins.Stop()
+	rekey := time.NewTicker(min(max(s.cfg.RekeyEvery/8, 50*time.Millisecond), time.Hour))
+	defer rekey.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-rekey.C:
+			s.rekeyDue(ctx)
+		case <-joins.C:
+			s.retryJoins(ctx)
+			joins.Reset(s.joinRetry())
 		case <-relayed.C:
 			for _, j := range s.relayOnlyMembers() {
 				r := s.room(j.room)
@@ -71,6 +82,7 @@ func (s *Service) syncLoop(ctx context.Context) {
 				}
 			}
 		case <-tick.C:
+			s.republish(ctx, nil)
 			s.mu.RLock()
 			for id := range s.rooms {
 				s.requestSync(id, "")
@@ -79,6 +91,14 @@ func (s *Service) syncLoop(ctx context.Context) {
 		case j := <-s.syncs:
 			r := s.room(j.room)
 			if r == nil {
+				continue
+			}
+			if !r.public {
+				if n, err := s.syncPrivate(ctx, r, j.peer, false); err != nil && ctx.Err() == nil {
+					s.log.Debug("room sync", "room", r.id, "peer", j.peer, "err", err)
+				} else if n > 0 {
+					s.log.Info("room sync", "room", r.id, "new", n)
+				}
 				continue
 			}
 			peers := []peer.ID{j.peer}
@@ -97,26 +117,37 @@ func (s *Service) syncLoop(ctx context.Context) {
 	}
 }
 
-// syncPeers returns up to n connected peers that can serve the room's log.
+// fastJoinRetry is how often a join asks again during its first
+// fastJoinPeriod: members a few hops away forward the request (and serve
+// the welcome) only once the members between have joined.
+const (
+	fastJoinRetry  = 3 * time.Second
+	fastJoinPeriod = 2 * time.Minute
+)
+
+// joinRetry is when the waiting joins ask again.
+func (s *Service) joinRetry() time.Duration {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, r := range s.rooms {
+		r.gmu.Lock()
+		fresh := r.join != nil && s.now().Sub(r.join.started) < fastJoinPeriod
+		r.gmu.Unlock()
+		if fresh {
+			return min(fastJoinRetry, s.cfg.JoinRetry)
+		}
+	}
+	return s.cfg.JoinRetry
+}
+
+// syncPeers returns up to n connected peers of a public room's topic.
 func (s *Service) syncPeers(r *room, n int) []peer.ID {
 	var out []peer.ID
-	seen := map[peer.ID]bool{}
-	add := func(p peer.ID) {
-		if len(out) < n && p != s.self() && !seen[p] && s.host.Network().Connectedness(p) == network.Connected {
-			seen[p] = true
+	for _, p := range s.ps.ListPeers(r.Topic()) {
+		if len(out) < n && p != s.self() && s.host.Network().Connectedness(p) == network.Connected {
 			out = append(out, p)
 		}
 	}
-	for _, p := range s.ps.ListPeers(r.id.Topic()) {
-		add(p)
-	}
-	s.mu.RLock()
-	if e := r.current(); e != nil {
-		for p := range e.roles {
-			add(p)
-		}
-	}
-	s.mu.RUnlock()
 	return out
 }
 
@@ -127,9 +158,34 @@ func (s *Service) peerLoop(ctx context.Context, r *room, evs *pubsub.TopicEventH
 		if err != nil {
 			return
 		}
-		if ev.Type == pubsub.PeerJoin {
-			s.requestSync(r.id, ev.Peer)
+		if ev.Type != pubsub.PeerJoin {
+			continue
 		}
+		// Messages that waited for a first peer go out now; a join that
+		// waits asks the peer that appeared.
+		s.republish(ctx, r)
+		r.gmu.Lock()
+		joining, leaving := r.join != nil, r.leaving
+		r.gmu.Unlock()
+		if leaving {
+			s.publishLeave(ctx, r)
+			continue
+		}
+		if joining {
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				jctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				defer cancel()
+				if err := s.askToJoin(jctx, r); err != nil {
+					s.log.Info("room join", "room", r.id, "err", err)
+					return
+				}
+				s.pollWelcome(jctx, r)
+			}()
+			continue
+		}
+		s.requestSync(r.id, ev.Peer)
 	}
 }
 
@@ -141,18 +197,14 @@ func (s *Service) Sync(ctx context.Context, name string, p peer.ID) (int, error)
 		return 0, err
 	}
 	if !r.public {
-		// Only a current member may tell us the room's history: a removed
-		// one could serve its own messages of its old epochs, backdated.
-		s.mu.RLock()
-		cur := r.current()
-		member := cur != nil && cur.roles[p] != 0
-		s.mu.RUnlock()
-		if !member {
-			return 0, fmt.Errorf("room %s: sync with %s: %w", r.name, p, ErrNotMember)
-		}
+		return s.syncPrivate(ctx, r, p, false)
 	}
+	// The cursor is never beyond now, whatever the log holds: a message
+	// dated ahead (accepted within MaxSkew, or stored by an older version)
+	// must not make us skip what others send meanwhile.
 	var newest sql.NullInt64
-	s.db.QueryRow(ctx, nil, "SELECT max(hlc) FROM room_log WHERE room = ?", r.id[:]).Scan(&newest)
+	nowHLC := wire.PackHLC(s.now().UnixMilli(), 0)
+	s.db.QueryRow(ctx, nil, "SELECT max(hlc) FROM room_log WHERE room = ? AND hlc <= ?", r.id[:], nowHLC).Scan(&newest)
 	after := uint64(0)
 	if overlap := wire.PackHLC(syncOverlap.Milliseconds(), 0); uint64(newest.Int64) > overlap {
 		after = uint64(newest.Int64) - overlap
@@ -166,7 +218,7 @@ func (s *Service) Sync(ctx context.Context, name string, p peer.ID) (int, error)
 		for _, m := range resp.Messages {
 			// Pages overlap what we hold; a message already logged is
 			// skipped before its signature is checked again.
-			if rm, err := wire.DecodeRoomMessage(m.Data); err == nil && s.logged(r.id, rm.MsgId) {
+			if rm, err := wire.DecodeRoomMessage(m.Data); err == nil && s.logged(r.id, peer.ID(m.From), rm.MsgId) {
 				continue
 			}
 			if ok, err := s.verifySynced(r, m); !ok {
@@ -184,24 +236,12 @@ func (s *Service) Sync(ctx context.Context, name string, p peer.ID) (int, error)
 			return total, nil
 		}
 		last, err := wire.DecodeRoomMessage(resp.Messages[len(resp.Messages)-1].Data)
-		if err != nil || last.Hlc <= after {
+		if err != nil || last.Hlc <= after || last.Hlc > nowHLC {
 			return total, nil
 		}
 		after = last.Hlc
 	}
 	return total, nil
-}
-
-// syncProof returns the request's membership proof under the current
-// epoch's key.
-func (s *Service) syncProof(r *room, req *wirepb.RoomSyncRequest, requester, responder peer.ID) []byte {
-	s.mu.RLock()
-	e := r.current()
-	s.mu.RUnlock()
-	if r.public || e == nil {
-		return nil
-	}
-	return mac(e.macKey, wire.SyncProofInput(req, []byte(requester), []byte(responder)))
 }
 
 func (s *Service) syncPage(ctx context.Context, r *room, p peer.ID, after uint64) (*wirepb.RoomSyncResponse, error) {
@@ -216,7 +256,6 @@ func (s *Service) syncPage(ctx context.Context, r *room, p peer.ID, after uint64
 	}
 	defer st.Close()
 	req := &wirepb.RoomSyncRequest{Version: wire.Version, RoomId: r.id[:], AfterHlc: after, Limit: wire.MaxSyncMessages}
-	req.Proof = s.syncProof(r, req, s.self(), p)
 	st.SetWriteDeadline(time.Now().Add(wire.WriteTimeout))
 	if err := wire.WriteFrame(st, req); err != nil {
 		st.Reset()
@@ -238,9 +277,10 @@ func (s *Service) syncPage(ctx context.Context, r *room, p peer.ID, after uint64
 	return resp, nil
 }
 
-// verifySynced checks a synced message exactly as the live path does: the
-// author's gossipsub signature over the envelope (with the room's topic),
-// then the topic checks except clock skew.
+// verifySynced checks a synced message as the live path does: the author's
+// gossipsub signature over the envelope (with the room's topic), then the
+// topic checks, with the clock bound ahead (history may be old, never
+// from the future).
 func (s *Service) verifySynced(r *room, m *wirepb.SyncedMessage) (bool, error) {
 	if err := verifySignature(r.id.Topic(), m); err != nil {
 		return false, err
@@ -289,23 +329,14 @@ func verifySignature(topic string, m *wirepb.SyncedMessage) error {
 
 // handleSync serves /parley/roomsync/1.
 func (s *Service) handleSync(st network.Stream) {
-	defer st.Close()
-	remote := st.Conn().RemotePeer()
-	st.SetReadDeadline(time.Now().Add(wire.ReadTimeout))
-	req := new(wirepb.RoomSyncRequest)
-	if err := wire.ReadFrame(st, wire.MaxSyncRequest, req); err != nil {
-		st.Reset()
-		return
-	}
-	resp := s.serveSync(remote, req)
-	st.SetWriteDeadline(time.Now().Add(wire.WriteTimeout))
-	if err := wire.WriteFrame(st, resp); err != nil {
-		st.Reset()
-	}
+	serveStream(s, st, wire.MaxSyncRequest, new(wirepb.RoomSyncRequest), s.serveSync)
 }
 
 func (s *Service) serveSync(remote peer.ID, req *wirepb.RoomSyncRequest) *wirepb.RoomSyncResponse {
 	fail := func(msg string) *wirepb.RoomSyncResponse { return &wirepb.RoomSyncResponse{Error: msg} }
+	if v := req.GetVersion(); v != wire.Version {
+		return fail(fmt.Sprintf("unsupported room sync version %d", v))
+	}
 	if err := wire.ValidateRoomSyncRequest(req); err != nil {
 		return fail("invalid request")
 	}
@@ -313,75 +344,24 @@ func (s *Service) serveSync(remote peer.ID, req *wirepb.RoomSyncRequest) *wirepb
 		return fail("rate limited")
 	}
 	id, _ := idFromBytes(req.RoomId)
-	r := s.room(id)
-	if r == nil {
-		// Perhaps a join request from a link to a room past epoch 1: its
-		// "room id" is the one derived from the link's secret.
-		s.mu.RLock()
-		for _, cand := range s.rooms {
-			if e := cand.current(); e != nil && PrivateID(e.secret) == id &&
-				hmac.Equal(req.Proof, mac(membershipKey(e.secret, id), wire.SyncProofInput(req, []byte(remote), []byte(s.self())))) {
-				r = cand
-			}
-		}
-		s.mu.RUnlock()
-		if r == nil {
-			return fail("unknown room")
-		}
-		s.joinRequest(r, remote)
-		return fail("not a member yet: join requested")
-	}
-	if !r.public {
-		s.mu.RLock()
-		cur := r.current()
-		var proven *epoch
-		for _, e := range r.epochs {
-			if hmac.Equal(req.Proof, mac(e.macKey, wire.SyncProofInput(req, []byte(remote), []byte(s.self())))) {
-				proven = e
-			}
-		}
-		s.mu.RUnlock()
-		switch {
-		case proven == nil || cur == nil:
-			return fail("not a member")
-		case cur.roles[remote] == 0 && proven == cur:
-			s.joinRequest(r, remote)
-			return fail("not a member yet: join requested")
-		case cur.roles[remote] == 0:
-			return fail("not a member")
-		}
+	if r := s.room(id); r == nil || !r.public {
+		// Private rooms are fetched over /parley/roomsync/2, by members.
+		return fail("unknown room")
 	}
 	limit := int(req.Limit)
 	if limit <= 0 || limit > wire.MaxSyncMessages {
 		limit = wire.MaxSyncMessages
 	}
-	rows, err := s.db.Query(context.Background(), nil, `SELECT sender, data, seqno, signature, key FROM room_log
-		WHERE room = ? AND hlc > ? ORDER BY hlc, msg_id LIMIT ?`, id[:], req.AfterHlc, limit+1)
+	// Rows dated beyond our clock's bound (stored before it existed) are
+	// not served: every receiver would refuse them.
+	msgs, more, ours, err := s.logPage(context.Background(), limit, wire.MaxSyncResponse-(64<<10), `SELECT sender, data, seqno, signature, key FROM room_log
+		WHERE room = ? AND hlc > ? AND hlc <= ? ORDER BY hlc, msg_id LIMIT ?`, id[:], req.AfterHlc, s.hlcBound(), limit+1)
 	if err != nil {
 		return fail("storage")
 	}
-	defer rows.Close()
-	resp := new(wirepb.RoomSyncResponse)
-	size := 0
-	for rows.Next() {
-		var (
-			sender string
-			m      wirepb.SyncedMessage
-		)
-		if err := rows.Scan(&sender, &m.Data, &m.Seqno, &m.Signature, &m.Key); err != nil {
-			return fail("storage")
-		}
-		p, err := peer.Decode(sender)
-		if err != nil {
-			continue
-		}
-		m.From = []byte(p)
-		size += proto.Size(&m) + 8
-		if len(resp.Messages) == limit || size > wire.MaxSyncResponse-(64<<10) {
-			resp.More = true
-			break
-		}
-		resp.Messages = append(resp.Messages, &m)
+	resp := &wirepb.RoomSyncResponse{Messages: msgs, More: more}
+	if r := s.room(id); r != nil {
+		s.markServed(r, ours)
 	}
 	return resp
 }
@@ -393,15 +373,18 @@ func (s *Service) relayOnlyMembers() []syncJob {
 	defer s.mu.RUnlock()
 	var out []syncJob
 	for id, r := range s.rooms {
-		cur := r.current()
-		if cur == nil {
+		if r.public {
 			continue
 		}
-		for p := range cur.roles {
-			if p != s.self() && s.host.Network().Connectedness(p) == network.Limited {
-				out = append(out, syncJob{id, p})
+		r.gmu.Lock()
+		if r.g != nil && r.g.cur() != nil {
+			for _, m := range r.g.st.Commit.Members {
+				if m.ID != s.self() && s.host.Network().Connectedness(m.ID) == network.Limited {
+					out = append(out, syncJob{id, m.ID})
+				}
 			}
 		}
+		r.gmu.Unlock()
 	}
 	return out
 }

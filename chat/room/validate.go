@@ -2,13 +2,13 @@ package room
 
 import (
 	"context"
-	"crypto/hmac"
 	"sync"
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/parley-im/parley/chat/room/group"
 	"github.com/parley-im/parley/chat/wire"
 )
 
@@ -34,7 +34,7 @@ func PubsubOptions() []pubsub.Option {
 		pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
 		pubsub.WithFloodPublish(true),
 		pubsub.WithPeerExchange(false),
-		pubsub.WithMaxMessageSize(wire.MaxRoomMessage + 4<<10),
+		pubsub.WithMaxMessageSize(group.MaxLargeEnvelopeSize + 4<<10),
 		pubsub.WithPeerScore(PeerScoreParams(), &pubsub.PeerScoreThresholds{
 			GossipThreshold:             GossipThreshold,
 			PublishThreshold:            PublishThreshold,
@@ -94,7 +94,9 @@ func authorFault(reason string) verdict { return verdict{pubsub.ValidationReject
 // message is delivered or forwarded.
 func (s *Service) validator(id ID) pubsub.ValidatorEx {
 	return func(ctx context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
-		if msg.Local {
+		if msg.Local || (from == s.self() && msg.GetFrom() == s.self()) {
+			// Our own publication: not subject to the limits we put on
+			// others (a burst of our own must not be refused by us).
 			return pubsub.ValidationAccept
 		}
 		v := s.check(id, msg.GetFrom(), msg.Data, true)
@@ -113,10 +115,11 @@ func (s *Service) validator(id ID) pubsub.ValidatorEx {
 	}
 }
 
-// check verifies the data of a room message from author: size, encoding,
-// room, epoch, roster membership and membership MAC (private rooms), clock
-// skew (live messages only) and that it is not already in the log. The
-// gossipsub signature is checked by the router (or by the sync client).
+// check verifies the data of a public room's message from author: size,
+// encoding, room, clock skew (ahead always, behind for live messages only)
+// and that it is not already in the log. The gossipsub signature is
+// checked by the router (or by the sync client). Private rooms have their
+// own validator (private_validate.go).
 func (s *Service) check(id ID, author peer.ID, data []byte, live bool) verdict {
 	if len(data) > wire.MaxRoomMessage {
 		return reject("too large")
@@ -128,63 +131,50 @@ func (s *Service) check(id ID, author peer.ID, data []byte, live bool) verdict {
 	if string(m.RoomId) != string(id[:]) {
 		return reject("room id does not match the topic")
 	}
-	if live {
-		ms, _ := wire.UnpackHLC(m.Hlc)
-		now := s.now().UnixMilli()
-		if ms > now+MaxSkew.Milliseconds() || ms < now-MaxSkew.Milliseconds() {
-			return reject("hlc outside the allowed clock skew")
-		}
+	// Every message, live or synced, is at most MaxSkew ahead of our
+	// clock; a live one is also at most MaxSkew behind (history may be
+	// older).
+	ms, _ := wire.UnpackHLC(m.Hlc)
+	now := s.now().UnixMilli()
+	if ms > now+MaxSkew.Milliseconds() {
+		return reject("hlc ahead of our clock by more than the allowed skew")
+	}
+	if live && ms < now-MaxSkew.Milliseconds() {
+		return reject("hlc behind our clock by more than the allowed skew")
 	}
 	s.mu.RLock()
 	r := s.rooms[id]
-	var e, cur *epoch
-	if r != nil {
-		e, cur = r.epochs[m.Epoch], r.current()
-	}
-	public := r != nil && r.public
 	s.mu.RUnlock()
 	switch {
 	case r == nil:
 		return ignore("not in this room")
-	case public:
-		if m.Text == "" || m.Epoch != 0 {
-			return reject("not a public-room message")
-		}
-	case m.Text != "":
-		return reject("clear text in a private room")
-	case e == nil:
-		// An epoch we have no keys for: newer than ours (its keys are on the
-		// way) or one we were never part of. Not the forwarder's fault.
-		return ignore("unknown epoch")
-	case e.roles[author] == 0:
-		return reject("author not in the roster")
-	case !hmac.Equal(m.MembershipMac, mac(e.macKey, wire.MembershipMACInput(m))):
-		return reject("bad membership MAC")
-	case live && cur != nil && cur.roles[author] == 0:
-		// A removed member still holds the keys of its old epochs: live
-		// traffic from it is refused once we know it was removed. (Synced
-		// history is not: it comes only from current members, who
-		// accepted it live.)
-		return authorFault("author removed from the room")
+	case !r.public:
+		return reject("not a public room")
+	case m.Text == "" || m.Epoch != 0:
+		return reject("not a public-room message")
 	}
-	if s.logged(id, m.MsgId) {
+	if s.logged(id, author, m.MsgId) {
 		return ignore("already in the log")
 	}
 	return accept
 }
 
-func (s *Service) logged(id ID, msgID []byte) bool {
+// logged reports whether the room log holds author's message msgID. A
+// message is known by its author and id together: anyone may copy an id.
+func (s *Service) logged(id ID, author peer.ID, msgID []byte) bool {
 	var one int
-	err := s.db.QueryRow(context.Background(), nil, "SELECT 1 FROM room_log WHERE room = ? AND msg_id = ?", id[:], msgID).Scan(&one)
+	err := s.db.QueryRow(context.Background(), nil, "SELECT 1 FROM room_log WHERE room = ? AND sender = ? AND msg_id = ?", id[:], author.String(), msgID).Scan(&one)
 	return err == nil
 }
 
-// hlcClock is the node's hybrid logical clock over all rooms.
+// hlcClock is a room's hybrid logical clock.
 type hlcClock struct {
 	now  func() time.Time
 	mu   sync.Mutex
 	last uint64 // guarded by mu
 }
+
+func newClock(now func() time.Time) *hlcClock { return &hlcClock{now: now} }
 
 // next returns a value greater than every value returned or observed.
 func (c *hlcClock) next() uint64 {
@@ -198,11 +188,22 @@ func (c *hlcClock) next() uint64 {
 	return h
 }
 
-// observe moves the clock past a received value.
+// observe moves the clock past a received value, unless the value is
+// beyond MaxSkew ahead of our wall clock: no message may push the clock
+// further (validators refuse such messages anyway).
 func (c *hlcClock) observe(h uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if ms, _ := wire.UnpackHLC(h); ms > c.now().Add(MaxSkew).UnixMilli() {
+		return
+	}
 	if h > c.last {
 		c.last = h
 	}
+}
+
+// hlcBound is the largest hlc any accepted message may carry now: our
+// wall clock plus MaxSkew.
+func (s *Service) hlcBound() uint64 {
+	return wire.PackHLC(s.now().Add(MaxSkew).UnixMilli(), 0xffff)
 }

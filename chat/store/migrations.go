@@ -202,4 +202,189 @@ var migrations = []string{
 		tag   BLOB PRIMARY KEY,
 		until INTEGER NOT NULL
 	) WITHOUT ROWID;`,
+	// 8 (issue 10): contacts are chosen. A first message from an unknown
+	// peer that authenticates is a message request until accepted; blocked
+	// peers are refused before any crypto; a muted contact's messages are
+	// stored but flagged in events.
+	`ALTER TABLE contacts ADD COLUMN muted INTEGER NOT NULL DEFAULT 0;
+	CREATE TABLE requests (
+		peer_id  TEXT PRIMARY KEY,
+		first_at INTEGER NOT NULL, -- unix ms of the first authenticated frame
+		last_at  INTEGER NOT NULL
+	);
+	CREATE TABLE blocked (
+		peer_id TEXT PRIMARY KEY,
+		at      INTEGER NOT NULL
+	);`,
+	// 9 (issue 11, hardening): seen_frames is keyed by (peer, frame id),
+	// so one peer's frame ids can never make another's look like
+	// duplicates, and is pruned by age (DB.Prune, retention.go), as is the
+	// address book (by last_seen); the indexes serve the pruning.
+	`CREATE TABLE seen_frames_by_peer (
+		peer_id  TEXT NOT NULL,
+		frame_id BLOB NOT NULL,
+		at       INTEGER NOT NULL,
+		PRIMARY KEY (peer_id, frame_id)
+	) WITHOUT ROWID;
+	INSERT INTO seen_frames_by_peer(peer_id, frame_id, at) SELECT peer_id, frame_id, at FROM seen_frames;
+	DROP TABLE seen_frames;
+	ALTER TABLE seen_frames_by_peer RENAME TO seen_frames;
+	CREATE INDEX seen_frames_at ON seen_frames(at);
+	CREATE INDEX addrbook_seen ON addrbook(last_seen);`,
+	// 10 (issue 9, rooms v2): message ids are unique per conversation and
+	// author, never across the database, so a direct message cannot
+	// pre-claim a room message's id and a copy of someone's room message
+	// cannot suppress the original; the room log dedupes on (room, author,
+	// msg id) for the same reason. Own room messages wait in room_outbox
+	// until published (re-published at start); room invitations from
+	// contacts wait in room_invites for consent; join links an admin made
+	// are counted and revocable in room_links; rooms.detail says why a room
+	// is not joined.
+	`CREATE TABLE messages_v10 (
+		n           INTEGER PRIMARY KEY AUTOINCREMENT,
+		id          BLOB NOT NULL,
+		conv        TEXT NOT NULL,
+		sender      TEXT NOT NULL,
+		outgoing    INTEGER NOT NULL,
+		body        TEXT NOT NULL,
+		sent_at     INTEGER NOT NULL,
+		received_at INTEGER NOT NULL,
+		seq         INTEGER NOT NULL DEFAULT 0,
+		state       TEXT NOT NULL,
+		UNIQUE (conv, sender, id)
+	);
+	INSERT INTO messages_v10(n, id, conv, sender, outgoing, body, sent_at, received_at, seq, state)
+		SELECT n, id, conv, sender, outgoing, body, sent_at, received_at, seq, state FROM messages;
+	DROP TABLE messages;
+	ALTER TABLE messages_v10 RENAME TO messages;
+	CREATE INDEX messages_conv ON messages(conv, n);
+	CREATE INDEX messages_id ON messages(id);
+	CREATE TRIGGER messages_ad AFTER DELETE ON messages
+	WHEN old.n <= (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'fts_indexed') BEGIN
+		INSERT INTO messages_fts(messages_fts, rowid, body) VALUES ('delete', old.n, old.body);
+	END;
+	CREATE TABLE room_log_v10 (
+		room      BLOB NOT NULL,
+		msg_id    BLOB NOT NULL,
+		hlc       INTEGER NOT NULL,
+		epoch     INTEGER NOT NULL,
+		sender    TEXT NOT NULL,
+		data      BLOB NOT NULL,
+		seqno     BLOB NOT NULL,
+		signature BLOB NOT NULL,
+		key       BLOB,
+		status    INTEGER NOT NULL DEFAULT 0,
+		PRIMARY KEY (room, sender, msg_id)
+	);
+	INSERT INTO room_log_v10 SELECT room, msg_id, hlc, epoch, sender, data, seqno, signature, key, status FROM room_log;
+	DROP TABLE room_log;
+	ALTER TABLE room_log_v10 RENAME TO room_log;
+	CREATE INDEX room_log_hlc ON room_log(room, hlc, msg_id);
+	CREATE INDEX room_log_waiting ON room_log(room, epoch, sender, status);
+	CREATE TABLE room_outbox (
+		room   BLOB NOT NULL,
+		msg_id BLOB NOT NULL,
+		data   BLOB NOT NULL,            -- serialized message, as published
+		at     INTEGER NOT NULL,
+		PRIMARY KEY (room, msg_id)
+	);
+	CREATE TABLE room_invites (
+		id      BLOB PRIMARY KEY,        -- 8 random bytes: accept/decline by it
+		room    BLOB NOT NULL,
+		sender  TEXT NOT NULL,           -- the inviting contact
+		name    TEXT NOT NULL,           -- the room's suggested name
+		payload BLOB NOT NULL,           -- the invitation as received
+		at      INTEGER NOT NULL,
+		expires INTEGER NOT NULL,
+		UNIQUE (room, sender)
+	);
+	CREATE TABLE room_links (
+		token   BLOB PRIMARY KEY,        -- 16-byte token id
+		room    BLOB NOT NULL,
+		link    TEXT NOT NULL,
+		uses    INTEGER NOT NULL,
+		used    INTEGER NOT NULL DEFAULT 0,
+		expires INTEGER NOT NULL,        -- unix ms
+		revoked INTEGER NOT NULL DEFAULT 0,
+		created INTEGER NOT NULL
+	);
+	CREATE INDEX room_links_room ON room_links(room);
+	ALTER TABLE rooms ADD COLUMN detail TEXT NOT NULL DEFAULT '';`,
+	// 11 (issue 9): a join by link that the admin has not admitted yet
+	// (offline, or busy) waits in room_joins; the node asks again until it
+	// is admitted, across restarts. room_links.epoch: see below.
+	`CREATE TABLE room_joins (
+		link    TEXT PRIMARY KEY,
+		inviter TEXT NOT NULL,           -- the admin's peer ID
+		name    TEXT NOT NULL,           -- the room's suggested name
+		at      INTEGER NOT NULL,        -- unix ms of the join
+		detail  TEXT NOT NULL DEFAULT '' -- why it waits
+	);
+	-- The epoch whose secret a link holds: the link admits joiners who
+	-- prove that secret.
+	ALTER TABLE room_links ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;`,
+	// 12 (issue 9): private rooms version 2 (docs/PROTOCOL.md, "Rooms
+	// version 2"). A room's group state is its current, previous and rival
+	// commits (by hash, in room_commits, which also serves fetches) and the
+	// derived state of its current and previous epochs; room_keys holds
+	// the private halves of our key packages. Version-1 private rooms
+	// cannot continue (their members' nodes speak version 1): they are
+	// retired, their history kept readable and their secrets erased.
+	`CREATE TABLE room_groups (
+		room       BLOB PRIMARY KEY,
+		cur        BLOB NOT NULL,        -- hash of the current commit
+		prev       BLOB,                 -- hash of the previous commit
+		rival      BLOB,                 -- hash of the best losing rival of cur
+		cur_epoch  BLOB,                 -- group.Epoch of cur (NULL once removed)
+		prev_epoch BLOB,                 -- group.Epoch of prev (erased after 10 minutes)
+		applied_at INTEGER NOT NULL      -- unix ms the current commit was applied here
+	);
+	CREATE TABLE room_commits (
+		room  BLOB NOT NULL,
+		epoch INTEGER NOT NULL,
+		hash  BLOB NOT NULL,
+		data  BLOB NOT NULL,             -- serialized SignedCommit
+		PRIMARY KEY (room, hash)
+	);
+	CREATE INDEX room_commits_epoch ON room_commits(room, epoch);
+	CREATE TABLE room_keys (
+		room    BLOB NOT NULL,
+		pub     BLOB NOT NULL,           -- HPKE encryption key of the package
+		priv    BLOB NOT NULL,           -- group.KeyPackagePrivate
+		created INTEGER NOT NULL         -- order of creation
+	);
+	CREATE INDEX room_keys_room ON room_keys(room);
+	-- Joiners admitted under each of our tokens: a repeated request takes
+	-- no further use.
+	CREATE TABLE room_admitted (
+		token  BLOB NOT NULL,
+		joiner TEXT NOT NULL,
+		at     INTEGER NOT NULL,
+		PRIMARY KEY (token, joiner)
+	);
+	ALTER TABLE room_links ADD COLUMN invitee TEXT NOT NULL DEFAULT '';
+	ALTER TABLE room_joins ADD COLUMN request BLOB;
+	UPDATE rooms SET state = 'retired',
+		detail = 'this private room used rooms version 1, which this release no longer speaks; its history stays readable; ask its owner to create it again',
+		name = name || '~v1'
+		WHERE public = 0 AND state = 'joined';
+	DELETE FROM room_links;
+	DELETE FROM room_joins;
+	DELETE FROM room_invites;
+	DELETE FROM room_outbox WHERE room IN (SELECT id FROM rooms WHERE public = 0);
+	DELETE FROM room_epochs;
+	DELETE FROM room_chains;
+	DELETE FROM room_senders;
+	DELETE FROM room_inbox;`,
+	// 13 (issue 9): the sender chains of a private room's epoch that moved
+	// since the epoch was last stored whole (room_groups): one row per
+	// author, written with each message sealed or opened, dropped when the
+	// group state is stored again.
+	`CREATE TABLE room_chain_states (
+		room       BLOB NOT NULL,
+		epoch_hash BLOB NOT NULL,        -- hash of the commit that started the epoch
+		author     TEXT NOT NULL,        -- peer ID
+		state      BLOB NOT NULL,        -- group.Epoch.MarshalChain
+		PRIMARY KEY (room, epoch_hash, author)
+	);`,
 }

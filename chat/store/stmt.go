@@ -67,6 +67,7 @@ func (db *DB) closeStmts() {
 // Exec runs q in tx (or on the database when tx is nil) through the
 // statement cache.
 func (db *DB) Exec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sql.Result, error) {
+	db.ops.Add(1)
 	if st := db.stmts.get(q); st != nil {
 		if tx != nil {
 			st = tx.StmtContext(ctx, st)
@@ -82,6 +83,7 @@ func (db *DB) Exec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sql.
 
 // Query runs q in tx (or on the database) through the statement cache.
 func (db *DB) Query(ctx context.Context, tx *sql.Tx, q string, args ...any) (*sql.Rows, error) {
+	db.ops.Add(1)
 	if st := db.stmts.get(q); st != nil {
 		if tx != nil {
 			st = tx.StmtContext(ctx, st)
@@ -96,6 +98,7 @@ func (db *DB) Query(ctx context.Context, tx *sql.Tx, q string, args ...any) (*sq
 
 // QueryRow runs q in tx (or on the database) through the statement cache.
 func (db *DB) QueryRow(ctx context.Context, tx *sql.Tx, q string, args ...any) *sql.Row {
+	db.ops.Add(1)
 	if st := db.stmts.get(q); st != nil {
 		if tx != nil {
 			st = tx.StmtContext(ctx, st)

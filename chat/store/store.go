@@ -15,12 +15,21 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"sync/atomic"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
 // FileName is the database file's name inside a node's home.
 const FileName = "parley.db"
+
+// The WAL's bounds: a checkpoint every walCheckpointPages pages (SQLite's
+// default; 4 MiB of 4 KiB pages) and, once checkpointed, the file cut back
+// to walSizeLimit bytes.
+const (
+	walCheckpointPages = 1000
+	walSizeLimit       = 4 << 20
+)
 
 // ErrNewerVersion is returned by Open for a database whose schema is newer
 // than this binary understands.
@@ -33,7 +42,13 @@ var ErrCorrupt = errors.New("database is corrupted or not a parley database")
 type DB struct {
 	sql   *sql.DB
 	stmts stmtCache
+	// Counters for benchmarks and diagnostics (Ops).
+	txs, ops atomic.Uint64
 }
+
+// Ops returns how many transactions Tx committed and how many statements
+// went through Exec, Query and QueryRow since Open.
+func (db *DB) Ops() (txs, statements uint64) { return db.txs.Load(), db.ops.Load() }
 
 // Open opens (creating if needed) the database at path and brings its schema
 // up to date.
@@ -43,7 +58,11 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	q.Add("_pragma", "busy_timeout(10000)")
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "synchronous(NORMAL)")
-	q.Add("_pragma", "wal_autocheckpoint(8192)")
+	// The WAL is checkpointed every walCheckpointPages pages and cut
+	// back to walSizeLimit bytes after each checkpoint, so it stays
+	// bounded under load instead of keeping its largest size.
+	q.Add("_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", walCheckpointPages))
+	q.Add("_pragma", fmt.Sprintf("journal_size_limit(%d)", walSizeLimit))
 	q.Set("_txlock", "immediate")
 	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
 	// The database holds history and keys: only its owner may read it.
@@ -89,6 +108,7 @@ func (db *DB) Tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
+	db.txs.Add(1)
 	db.prepareWanted(ctx)
 	return nil
 }

@@ -92,3 +92,53 @@ func TestAddressBook(t *testing.T) {
 		t.Fatalf("RecentPeers = %v %v", recent, err)
 	}
 }
+
+// TestOpenReadOnly checks that a read-only handle reads what the writer
+// committed, refuses every write, and shares the file with a live writer.
+func TestOpenReadOnly(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), FileName)
+	if _, err := OpenReadOnly(ctx, path); !errors.Is(err, ErrNoDatabase) {
+		t.Fatalf("OpenReadOnly of a missing file: %v, want ErrNoDatabase", err)
+	}
+	w, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.SetMeta(ctx, "k", "v1"); err != nil {
+		t.Fatal(err)
+	}
+	// With the writer open (its WAL and shared memory live).
+	r, err := OpenReadOnly(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, ok, err := r.GetMeta(ctx, "k"); err != nil || !ok || v != "v1" {
+		t.Fatalf("GetMeta = %q, %v, %v; want v1", v, ok, err)
+	}
+	if err := r.SetMeta(ctx, "k", "x"); err == nil {
+		t.Fatal("a write through the read-only handle succeeded")
+	}
+	if err := w.SetMeta(ctx, "k", "v2"); err != nil {
+		t.Fatalf("the writer cannot write while a reader is open: %v", err)
+	}
+	if v, _, _ := r.GetMeta(ctx, "k"); v != "v2" {
+		t.Fatalf("reader sees %q after the writer's commit, want v2", v)
+	}
+	r.Close()
+	// After the writer closed (WAL checkpointed and removed).
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r, err = OpenReadOnly(ctx, path)
+	if err != nil {
+		t.Fatalf("OpenReadOnly with no writer: %v", err)
+	}
+	defer r.Close()
+	if v, _, err := r.GetMeta(ctx, "k"); err != nil || v != "v2" {
+		t.Fatalf("GetMeta with no writer = %q, %v; want v2", v, err)
+	}
+	if _, err := os.Stat(path + "-wal"); err == nil {
+		t.Log("reader left a -wal file")
+	}
+}

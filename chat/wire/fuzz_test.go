@@ -203,6 +203,8 @@ func fuzzLink[T proto.Message](t *testing.T, s string, decode func(string) (T, e
 func FuzzDecodeContactInvite(f *testing.F) {
 	link, _ := EncodeContactInvite(sampleContactInvite())
 	f.Add(link)
+	f.Add(link[:len(link)-1] + "A")
+	f.Add(oldContactLink())
 	f.Add(ContactLinkPrefix)
 	f.Add("parley://room/AAAA")
 	f.Fuzz(func(t *testing.T, s string) { fuzzLink(t, s, DecodeContactInvite, EncodeContactInvite) })

@@ -82,8 +82,11 @@ const (
 	MaxEnvelopeSize = 66 << 10
 	// MaxPayloadSize bounds a serialized Payload (the ratchet plaintext).
 	MaxPayloadSize = 64 << 10
-	// MaxTextSize bounds a text message body (DM or public room).
+	// MaxTextSize bounds a text message body of a direct message.
 	MaxTextSize = 32 << 10
+	// MaxRoomText bounds the text of a public room's message (a private
+	// room's is bounded by its plaintext limit, 12 KiB).
+	MaxRoomText = 8 << 10
 	// MaxBundleSize bounds an opaque prekey bundle.
 	MaxBundleSize = 4 << 10
 	// MaxDistributionSize bounds an opaque sender-key distribution message.
@@ -111,6 +114,7 @@ const (
 	MaxFetchItems = 64
 	// MaxDeleteIDs bounds the ids in one Delete.
 	MaxDeleteIDs = 256
-	// MaxLinkSize bounds a parley:// link, in bytes.
-	MaxLinkSize = 2 << 10
+	// MaxLinkSize bounds a parley:// link, in bytes: a contact link carries
+	// a PQXDH bundle (about 1.5 KiB) and a signature.
+	MaxLinkSize = 4 << 10
 )

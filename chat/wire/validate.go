@@ -86,6 +86,8 @@ func Validate(m proto.Message) error {
 		return ValidateContactInvite(m)
 	case *wirepb.RoomLink:
 		return ValidateRoomLink(m)
+	case *wirepb.RoomInvitation:
+		return ValidateRoomInvitation(m)
 	}
 	return fmt.Errorf("wire: no validator for %T", m)
 }
@@ -159,6 +161,8 @@ func ValidatePayload(p *wirepb.Payload) error {
 		return checkBytes("RoomRosterUpdate", "roster", b.Roster.GetRoster(), 1, MaxRosterSize)
 	case *wirepb.Payload_Reset_:
 		return nil
+	case *wirepb.Payload_RoomInvitation:
+		return ValidateRoomInvitation(b.RoomInvitation)
 	}
 	return invalid(msg, "body", "is not set")
 }
@@ -204,10 +208,18 @@ func validateSenderKey(k *wirepb.SenderKey) error {
 	return checkBytes(msg, "distribution", k.GetDistribution(), 1, MaxDistributionSize)
 }
 
-// ValidatePrekeyRequest checks the version.
+// PrekeyVersionPQ is the PrekeyRequest version that asks for a version 2
+// (PQXDH) bundle; version 1 asks for an X3DH bundle, for peers from before
+// PQXDH.
+const PrekeyVersionPQ = 2
+
+// ValidatePrekeyRequest checks the version (1 or PrekeyVersionPQ).
 func ValidatePrekeyRequest(r *wirepb.PrekeyRequest) error {
 	if r == nil {
 		return invalid("PrekeyRequest", "request", "is missing")
+	}
+	if r.GetVersion() == PrekeyVersionPQ {
+		return nil
 	}
 	return checkVersion("PrekeyRequest", r.GetVersion())
 }
@@ -261,7 +273,7 @@ func ValidateRoomMessage(m *wirepb.RoomMessage) error {
 		if len(m.GetMembershipMac()) != 0 {
 			return invalid(msg, "membership_mac", "is set on a public (text) message")
 		}
-		return checkString(msg, "text", m.GetText(), 1, MaxTextSize)
+		return checkString(msg, "text", m.GetText(), 1, MaxRoomText)
 	}
 	return invalid(msg, "ciphertext", "and text are both empty")
 }
@@ -434,15 +446,17 @@ func ValidateMailboxResponse(r *wirepb.MailboxResponse) error {
 	return nil
 }
 
-// ValidateContactInvite checks the version, a peer ID, the name, and at
-// most MaxAddrs addresses.
+// ValidateContactInvite checks the version (ContactInviteVersion), a peer
+// ID, the name, at most MaxAddrs addresses, a bundle, at most MaxMailboxes
+// mailboxes with a secret (or neither) and a signature. It does not verify
+// the signature or the bundle: that needs the peer ID's key.
 func ValidateContactInvite(inv *wirepb.ContactInvite) error {
 	const msg = "ContactInvite"
 	if inv == nil {
 		return invalid(msg, "invite", "is missing")
 	}
-	if err := checkVersion(msg, inv.GetVersion()); err != nil {
-		return err
+	if v := inv.GetVersion(); v != ContactInviteVersion {
+		return &VersionError{Message: msg, Got: v}
 	}
 	if err := checkBytes(msg, "peer_id", inv.GetPeerId(), 1, MaxPeerIDSize); err != nil {
 		return err
@@ -450,7 +464,29 @@ func ValidateContactInvite(inv *wirepb.ContactInvite) error {
 	if err := checkString(msg, "name", inv.GetName(), 0, MaxNameSize); err != nil {
 		return err
 	}
-	return checkAddrs(msg, inv.GetAddrs())
+	if err := checkAddrs(msg, inv.GetAddrs()); err != nil {
+		return err
+	}
+	if err := checkBytes(msg, "bundle", inv.GetBundle(), 1, MaxBundleSize); err != nil {
+		return err
+	}
+	if len(inv.GetMailboxes()) > MaxMailboxes {
+		return invalid(msg, "mailboxes", fmt.Sprintf("has %d entries, limit %d", len(inv.GetMailboxes()), MaxMailboxes))
+	}
+	for i, m := range inv.GetMailboxes() {
+		if err := checkBytes(msg, fmt.Sprintf("mailboxes[%d]", i), m, 1, MaxPeerIDSize); err != nil {
+			return err
+		}
+	}
+	if len(inv.GetMailboxes()) > 0 || len(inv.GetMailboxSecret()) > 0 {
+		if err := checkFixed(msg, "mailbox_secret", inv.GetMailboxSecret(), SecretSize); err != nil {
+			return err
+		}
+		if len(inv.GetMailboxes()) == 0 {
+			return invalid(msg, "mailbox_secret", "is set without mailboxes")
+		}
+	}
+	return checkFixed(msg, "signature", inv.GetSignature(), SignatureSize)
 }
 
 // ValidateRoomLink checks the version, the room secret, the inviter, the
@@ -473,6 +509,44 @@ func ValidateRoomLink(l *wirepb.RoomLink) error {
 		return err
 	}
 	return checkAddrs(msg, l.GetAddrs())
+}
+
+// RoomInvitationVersion is the version of a RoomInvitation (private rooms
+// version 2).
+const RoomInvitationVersion = 2
+
+// MaxTokenSize bounds a RoomInvitation's serialized SignedJoinToken.
+const MaxTokenSize = 512
+
+// ValidateRoomInvitation checks a RoomInvitation (a room link's content, or
+// an invitation sent to a contact): version 2, a 32-byte room id, a name of
+// at most MaxNameSize bytes, a token of at most MaxTokenSize bytes, a
+// 32-byte join secret, and at most MaxAddrs addresses. The token's
+// signature and the rest are the room service's to check.
+func ValidateRoomInvitation(r *wirepb.RoomInvitation) error {
+	const msg = "RoomInvitation"
+	if r == nil {
+		return invalid(msg, "invitation", "is missing")
+	}
+	switch v := r.GetVersion(); {
+	case v == 1:
+		return fmt.Errorf("%w: %w", ErrUnsupportedVersion, invalid(msg, "version", "is 1: a room link of an older release (private rooms version 1, retired); ask for a new link"))
+	case v != RoomInvitationVersion:
+		return fmt.Errorf("%w: %w", ErrUnsupportedVersion, invalid(msg, "version", fmt.Sprintf("is %d; this release speaks version %d: update parley", v, RoomInvitationVersion)))
+	}
+	if err := checkFixed(msg, "room_id", r.GetRoomId(), RoomIDSize); err != nil {
+		return err
+	}
+	if err := checkString(msg, "name", r.GetName(), 0, MaxNameSize); err != nil {
+		return err
+	}
+	if err := checkBytes(msg, "token", r.GetToken(), 1, MaxTokenSize); err != nil {
+		return err
+	}
+	if err := checkFixed(msg, "join_secret", r.GetJoinSecret(), SecretSize); err != nil {
+		return err
+	}
+	return checkAddrs(msg, r.GetAddrs())
 }
 
 func invalid(msg, field, reason string) error {

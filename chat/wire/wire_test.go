@@ -64,7 +64,8 @@ func sampleRoomMessages() []*wirepb.RoomMessage {
 }
 
 func sampleContactInvite() *wirepb.ContactInvite {
-	return &wirepb.ContactInvite{Version: 1, PeerId: samplePeerID, Name: "alice", Addrs: [][]byte{{0x04, 127, 0, 0, 1, 0x06, 0x10, 0x01}}}
+	return &wirepb.ContactInvite{Version: ContactInviteVersion, PeerId: samplePeerID, Name: "alice", Addrs: [][]byte{{0x04, 127, 0, 0, 1, 0x06, 0x10, 0x01}},
+		Bundle: fill(1459, 3), Mailboxes: [][]byte{samplePeerID}, MailboxSecret: fill(SecretSize, 4), Signature: fill(SignatureSize, 9)}
 }
 
 func sampleRoomLink() *wirepb.RoomLink {
@@ -362,8 +363,8 @@ func TestValidateRejects(t *testing.T) {
 }
 
 func TestVersionErrorMessage(t *testing.T) {
-	err := ValidateContactInvite(&wirepb.ContactInvite{Version: 2, PeerId: samplePeerID})
-	if err == nil || !strings.Contains(err.Error(), "version 2") || !strings.Contains(err.Error(), "update parley") {
+	err := ValidateContactInvite(&wirepb.ContactInvite{Version: 3, PeerId: samplePeerID})
+	if err == nil || !strings.Contains(err.Error(), "version 3") || !strings.Contains(err.Error(), "update parley") {
 		t.Fatalf("got %v", err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	tea "github.com/charmbracelet/bubbletea"
@@ -17,7 +18,18 @@ import (
 )
 
 func init() {
-	register(command{name: "chat", args: "[NAME|#room]", summary: "interactive chat (line mode when not on a terminal); starts a node if none runs", run: runChat})
+	register(command{name: "chat", args: "[NAME|#room]", summary: "interactive chat (line mode when not on a terminal); starts a node if none runs", run: runChat,
+		group: "Start",
+		long: `Opens the chat window: conversations on the left, the history of the open
+one, and an input line. Keys are shown at the bottom; ? lists them all.
+Alt+Enter (or Ctrl+J) starts a new line, Enter sends, PgUp/PgDn page
+through the whole history, Esc leaves the input without losing the
+draft, Ctrl+C twice (or Ctrl+Q) quits.
+
+When no node runs in the home, chat starts one for its own lifetime (its
+log goes to HOME/chat-node.log); it takes the flags of parley up. When
+stdin is not a terminal it reads lines and prints messages instead.`,
+		examples: []string{"parley chat", "parley chat bob", "parley chat '#team'"}})
 }
 
 func runChat(ctx context.Context, e *env, args []string) error {
@@ -56,6 +68,11 @@ func runChat(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 
+	if conv != "" {
+		if err := checkConversation(ctx, c, conv); err != nil {
+			return err
+		}
+	}
 	if !interactive {
 		return tui.RunLines(ctx, c, conv, e.stdin, e.stdout)
 	}
@@ -121,4 +138,29 @@ func startEmbedded(ctx context.Context, e *env, f *nodeFlags, home string, inter
 func isTerminal(v any) bool {
 	f, ok := v.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// checkConversation refuses a conversation that is neither a contact nor a
+// joined room, before the UI opens an empty one.
+func checkConversation(ctx context.Context, c *client.Client, conv string) error {
+	convs, err := c.Conversations(ctx)
+	if err != nil {
+		return err
+	}
+	var names []string
+	for _, cv := range convs {
+		if strings.EqualFold(cv.Name, conv) || cv.PeerID != "" && cv.PeerID == conv {
+			return nil
+		}
+		names = append(names, cv.Name)
+	}
+	if strings.HasPrefix(conv, "#") {
+		return fmt.Errorf("you are not in a room %s%s (see `parley rooms`; join with `parley room join`)", conv, suggest(conv, names))
+	}
+	for _, cv := range convs {
+		if cv.Room && strings.EqualFold(strings.TrimPrefix(cv.Name, "#"), conv) {
+			return fmt.Errorf("no contact %q, but you are in the room %s: rooms take a '#' (parley chat '%s')", conv, cv.Name, cv.Name)
+		}
+	}
+	return fmt.Errorf("no conversation with %q%s (see `parley contacts`; add one with `parley add LINK --name %s`)", conv, suggest(conv, names), conv)
 }

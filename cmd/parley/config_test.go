@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -62,6 +63,69 @@ func TestConfigFile(t *testing.T) {
 			_, err := configFor(t, bad)
 			if err == nil || !strings.Contains(err.Error(), ConfigName+":1") {
 				t.Fatalf("err = %v, want an error naming %s:1", err, ConfigName)
+			}
+		})
+	}
+}
+
+// TestConfigFileValues checks the spellings of booleans, that relative
+// paths resolve against the home, and that every mistake in the settings
+// is a usage error (exit status 2).
+func TestConfigFileValues(t *testing.T) {
+	for _, tc := range []struct {
+		file   string
+		noMDNS bool
+	}{{"no-mdns = yes\n", true}, {"no-mdns = NO\n", false}, {"no-mdns = on\n", true}, {"no-mdns = 0\n", false}} {
+		cfg, err := configFor(t, tc.file)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.file, err)
+		}
+		if cfg.MDNS == tc.noMDNS {
+			t.Errorf("%q: MDNS = %v", tc.file, cfg.MDNS)
+		}
+	}
+
+	home := t.TempDir()
+	key, err := peer.NewSwarmKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(home, "swarm.key"), key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(home, ConfigName), []byte("net = swarm.key\nbootstrap = none\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(t.TempDir()) // somewhere without a swarm.key
+	e := &env{stdout: new(bytes.Buffer), stderr: new(bytes.Buffer)}
+	f := newNodeFlags(e, "up")
+	if _, err := f.parse([]string{"--home", home}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := f.config(e, peer.RoleUser)
+	if err != nil {
+		t.Fatalf("relative net path: %v", err)
+	}
+	if want := filepath.Join(home, "swarm.key"); cfg.SwarmKey != want {
+		t.Fatalf("SwarmKey = %q, want %q", cfg.SwarmKey, want)
+	}
+
+	for name, bad := range map[string]string{
+		"bool":      "no-mdns = perhaps\n",
+		"key":       "colour = blue\n",
+		"dht mode":  "dht-mode = sideways\n",
+		"log level": "log-level = loud\n",
+		"listen":    "listen = not-an-address\n",
+		"net":       "net = missing.key\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := configFor(t, bad)
+			var u *usageError
+			if !errors.As(err, &u) {
+				t.Fatalf("err = %v (%T), want a usage error", err, err)
+			}
+			if name == "bool" && !strings.Contains(err.Error(), "yes or no") {
+				t.Errorf("err = %v, want the accepted spellings", err)
 			}
 		})
 	}

@@ -20,7 +20,12 @@ import (
 )
 
 func init() {
-	register(command{name: "demo", summary: "run a throwaway local network and show discovery, E2E chat and a room", run: runDemo})
+	register(command{name: "demo", summary: "run a throwaway local network and show discovery, E2E chat and a room", run: runDemo,
+		group: "Start",
+		long: `Starts several nodes on 127.0.0.1 with their own DHT and temporary homes,
+and shows discovery, an end-to-end encrypted exchange and a private room.
+Touches nothing outside a temporary directory; exits 0 when all worked.`,
+		examples: []string{"parley demo", "parley demo --keep  # keep the homes to look at"}})
 }
 
 // demoNode is one node of the demo network.
@@ -32,7 +37,7 @@ type demoNode struct {
 func runDemo(ctx context.Context, e *env, args []string) error {
 	f := newFlags(e, "demo", false)
 	keep := f.Bool("keep", false, "keep the temporary homes and print where they are")
-	timeout := f.Duration("timeout", time.Minute, "give up after this long")
+	timeout := f.Duration("timeout", time.Minute, "give up after this `DURATION`")
 	pos, err := f.parse(args)
 	if err != nil {
 		return helpOK(err)
@@ -92,7 +97,7 @@ func (d *demo) startNode(ctx context.Context, name string, role peer.Role, boots
 		NoPortMap: true,
 		DHTMode:   &mode,
 		Logger:    d.log.With("node", name),
-		Version:   version,
+		Version:   buildVersion(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
@@ -261,13 +266,35 @@ func (d *demo) room(ctx context.Context, alice, bob, carol *demoNode) error {
 	if err != nil {
 		return err
 	}
-	d.say("alice created private room %s (topic %s…, derived from a random secret)", info.Name, info.Topic[:30])
+	d.say("alice created private room %s (topic %s…, a random id; keys sealed to each member)", info.Name, info.Topic[:30])
 	for _, m := range []*demoNode{bob, carol} {
 		if _, err := alice.Rooms().Invite(ctx, "team", m.name); err != nil {
 			return err
 		}
 	}
-	// Wait until everyone holds the roster of the last epoch (3).
+	// An invitation waits for its invitee's consent: bob and carol accept.
+	for i, m := range members[1:] {
+		var id string
+		invited := func() bool {
+			invs, err := m.Rooms().Invites(ctx)
+			for _, inv := range invs {
+				if err == nil && inv.RoomID == info.ID {
+					id = inv.ID
+				}
+			}
+			return id != ""
+		}
+		if !invited() {
+			if err := waitEvent(ctx, subs[i+1].ch, func(ev apitype.Event) bool { return ev.Type == "room" && invited() }); err != nil {
+				return fmt.Errorf("%s waiting for the invitation: %w", m.name, err)
+			}
+		}
+		if _, err := m.Rooms().AcceptInvite(ctx, id); err != nil {
+			return fmt.Errorf("%s accepting the invitation: %w", m.name, err)
+		}
+		d.say("  %s accepted alice's invitation (invitations wait for consent)", m.name)
+	}
+	// Wait until everyone is at the last epoch (3).
 	for i, m := range members {
 		ready := func() bool {
 			info, err := m.Rooms().Info(ctx, "team")
@@ -278,14 +305,14 @@ func (d *demo) room(ctx context.Context, alice, bob, carol *demoNode) error {
 				return fmt.Errorf("%s joining #team: %w", m.name, err)
 			}
 		}
-		d.say("  %s holds the signed roster of epoch 3 and made its sender-key chain", m.name)
+		d.say("  %s follows the commit chain to epoch 3 (its secret sealed to each member, the confirmation tag checked)", m.name)
 	}
 	lines := []struct {
 		from *demoNode
 		text string
 	}{
 		{alice, "Welcome to #team, everyone."},
-		{bob, "Thanks! Sender keys, one chain each."},
+		{bob, "Thanks! One hash ratchet per sender, keys erased once used."},
 		{carol, "And the relays see only ciphertext."},
 	}
 	for _, l := range lines {

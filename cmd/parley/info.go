@@ -8,15 +8,41 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/parley-im/parley/internal/safetext"
+	"github.com/parley-im/parley/peer/apitype"
 	"github.com/parley-im/parley/peer/client"
 )
 
 func init() {
-	register(command{name: "id", summary: "print this node's peer ID, addresses and network", run: runID})
-	register(command{name: "peers", summary: "list connected peers with address and latency", run: runPeers})
-	register(command{name: "status", summary: "reachability, DHT, connections and outbox", run: runStatus})
-	register(command{name: "find", args: "PEERID", summary: "look a peer up in the DHT and print its addresses", run: runFind})
-	register(command{name: "connect", args: "MADDR|PEERID", summary: "connect to a peer", run: runConnect})
+	register(command{name: "id", summary: "print this node's peer ID, addresses and network", run: runID,
+		group: "Start",
+		long: `Prints the peer ID (your address: what contacts add), the network and the
+node's addresses. With no node running it reads the home: the peer ID, the
+network and the addresses the node listened on last time.`,
+		examples: []string{"parley id", "parley id --json | jq -r .peer_id"}})
+	register(command{name: "peers", summary: "list connected peers with contact name, latency and path", run: runPeers,
+		group: "Network",
+		long: `Lists the peers this node holds connections to (contacts, DHT and relay
+peers), with the contact name where there is one, the latency, whether the
+connection is direct or relayed, its direction and remote address.`,
+		examples: []string{"parley peers", "parley peers --json"}})
+	register(command{name: "status", summary: "reachability, DHT, connections and outbox", run: runStatus,
+		group: "Network",
+		long: `Shows what the node sees of the network: NAT reachability (AutoNAT's
+verdict), relays in use, the DHT mode and routing table size, connections,
+messages waiting in the outbox and the uptime.`,
+		examples: []string{"parley status", "parley status --json | jq .outbox"}})
+	register(command{name: "find", args: "NAME|PEERID", summary: "look a contact or peer up in the DHT and print its addresses", run: runFind,
+		group:    "Network",
+		long:     `Asks the DHT for a peer's current addresses. Takes a contact name or a peer ID.`,
+		examples: []string{"parley find bob", "parley find 12D3KooWQ...  # any peer, contact or not"}})
+	register(command{name: "connect", args: "MADDR|NAME|PEERID", summary: "connect to a peer", run: runConnect,
+		group: "Network",
+		long: `Opens a connection to a peer: a multiaddr ending in /p2p/PEERID is dialled as
+it is; a contact name or a bare peer ID is first looked up in the DHT. On a
+private network, a peer holding another network key fails the handshake,
+and connect says so.`,
+		examples: []string{"parley connect /ip4/192.0.2.10/tcp/4001/p2p/12D3KooWQ...", "parley connect bob"}})
 }
 
 // clientCmd parses the shared flags and returns a client for the home.
@@ -53,14 +79,29 @@ func runID(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return helpOK(err)
 	}
-	id, err := c.ID(ctx)
+	var id apitype.ID
+	running := true
+	err = readOnly(ctx, c, func() (err error) {
+		id, err = c.ID(ctx)
+		return err
+	}, func(o *offline) error {
+		id, running = o.ID(), false
+		return nil
+	})
 	if err != nil {
 		return err
 	}
 	if f.json {
 		return printJSON(e.stdout, id)
 	}
-	fmt.Fprintf(e.stdout, "peer id:  %s\nnetwork:  %s\nversion:  %s\naddresses:\n", id.PeerID, id.Network, id.Version)
+	fmt.Fprintf(e.stdout, "peer id:  %s\nnetwork:  %s\nversion:  %s\n", id.PeerID, id.Network, id.Version)
+	if !running {
+		fmt.Fprintln(e.stdout, "node:     not running (addresses of its last start)")
+	}
+	fmt.Fprintln(e.stdout, "addresses:")
+	if len(id.Addrs) == 0 {
+		fmt.Fprintln(e.stdout, "  (none known)")
+	}
 	for _, a := range id.Addrs {
 		fmt.Fprintf(e.stdout, "  %s\n", a)
 	}
@@ -83,14 +124,20 @@ func runPeers(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintln(e.stdout, "no peers connected")
 		return nil
 	}
+	names := map[string]string{} // peer ID -> contact name; none on a bootstrap node
+	if byName, err := contactNames(ctx, c); err == nil {
+		for name, id := range byName {
+			names[id] = safetext.Line(name)
+		}
+	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PEER\tLATENCY\tPATH\tDIR\tADDRESS")
+	fmt.Fprintln(tw, "CONTACT\tPEER\tLATENCY\tPATH\tDIR\tADDRESS")
 	for _, p := range peers {
 		path := "direct"
 		if p.Relayed {
 			path = "relayed"
 		}
-		fmt.Fprintf(tw, "%s\t%.1fms\t%s\t%s\t%s\n", p.PeerID, p.LatencyMS, path, p.Direction, p.Addr)
+		fmt.Fprintf(tw, "%s\t%s\t%.1fms\t%s\t%s\t%s\n", orDash(names[p.PeerID]), p.PeerID, p.LatencyMS, path, p.Direction, p.Addr)
 	}
 	return tw.Flush()
 }
@@ -121,13 +168,20 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 }
 
 func runFind(ctx context.Context, e *env, args []string) error {
-	c, f, pos, err := clientCmd(e, "find", args, 1, "PEERID")
+	c, f, pos, err := clientCmd(e, "find", args, 1, "NAME|PEERID")
 	if err != nil {
 		return helpOK(err)
 	}
-	res, err := c.Find(ctx, pos[0])
+	id, err := resolvePeer(ctx, c, pos[0])
 	if err != nil {
 		return err
+	}
+	res, err := c.Find(ctx, id)
+	if err != nil {
+		if id != pos[0] {
+			return fmt.Errorf("find %s (%s): %w", pos[0], id, err)
+		}
+		return fmt.Errorf("find %s: %w", id, err)
 	}
 	if f.json {
 		return printJSON(e.stdout, res)
@@ -139,11 +193,17 @@ func runFind(ctx context.Context, e *env, args []string) error {
 }
 
 func runConnect(ctx context.Context, e *env, args []string) error {
-	c, f, pos, err := clientCmd(e, "connect", args, 1, "MADDR|PEERID")
+	c, f, pos, err := clientCmd(e, "connect", args, 1, "MADDR|NAME|PEERID")
 	if err != nil {
 		return helpOK(err)
 	}
-	res, err := c.Connect(ctx, pos[0])
+	addr := pos[0]
+	if !strings.HasPrefix(addr, "/") {
+		if addr, err = resolvePeer(ctx, c, addr); err != nil {
+			return err
+		}
+	}
+	res, err := c.Connect(ctx, addr)
 	if err != nil {
 		return err
 	}

@@ -36,6 +36,15 @@ func TestScripts(t *testing.T) {
 			"exitcode":  cmdExitCode,
 			"validjson": cmdValidJSON,
 			"waitlog":   cmdWaitLog,
+			// mailboxes: mailbox_script_test.go
+			"waitstored":    cmdWaitStored,
+			"waitmailbox":   cmdWaitMailbox,
+			"waitdeposited": cmdWaitDeposited,
+			"nodelisten":    cmdNodeListen,
+			// rooms: room_script_test.go
+			"setvar":     cmdSetVar,
+			"waitroom":   cmdWaitRoom,
+			"waitinvite": cmdWaitInvite,
 		},
 	})
 }

@@ -8,12 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"sort"
 	"strings"
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 // usageError is a mistake in the command line; main exits 2 for it.
 type usageError struct{ msg string }
@@ -28,13 +24,33 @@ func usagef(format string, args ...any) error {
 type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
+	// describe, when set, receives the command's flag set instead of the
+	// command running: parse hands it over and returns flag.ErrHelp. The
+	// help system uses it to list any command's flags (help.go).
+	describe func(fs *flag.FlagSet)
 }
 
+// command is one entry of the registry. Every file registers its verbs in
+// an init with register(command{...}); help, "did you mean", completions
+// and the man page are all generated from the registry (help.go).
 type command struct {
-	name    string
-	args    string
-	summary string
+	name    string // "send", or two words for a sub-verb: "net new"
+	args    string // synopsis after the name: "NAME|#room [TEXT]"
+	summary string // one line, lower case, no final period
 	run     func(ctx context.Context, e *env, args []string) error
+
+	// group heads the section of `parley help` the verb is listed under
+	// (one of helpGroups; empty means "Other").
+	group string
+	// long is the description `parley help VERB` prints: plain text,
+	// paragraphs separated by blank lines.
+	long string
+	// examples are command lines, each optionally followed by "  # what it
+	// does"; at least one per verb.
+	examples []string
+	// hidden keeps a verb out of help, suggestions and completions (the
+	// completion scripts' own helper).
+	hidden bool
 }
 
 var commands []command
@@ -43,23 +59,54 @@ func register(c command) { commands = append(commands, c) }
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	e := &env{stdin: stdin, stdout: stdout, stderr: stderr}
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+	if len(args) == 0 {
 		printUsage(stdout)
 		return nil
 	}
+	switch args[0] {
+	case "-h", "-help", "--help":
+		printUsage(stdout)
+		return nil
+	case "help":
+		return runHelp(ctx, e, args[1:])
+	case "--version", "-version":
+		return runVersion(ctx, e, args[1:])
+	}
 	name := args[0]
-	// Two-word commands: "net new", "room create", "mailbox use", ...
+	if strings.HasPrefix(name, "-") {
+		return usagef("flags come after the command: parley COMMAND %s (run `parley help`)", name)
+	}
+	// Two-word commands: "net new", ...
 	if len(args) > 1 {
 		if c := find(name + " " + args[1]); c != nil {
+			if len(args) > 2 && isHelpArg(args[2]) {
+				return printHelp(ctx, e, e.stdout, c.name, nil)
+			}
 			return c.run(ctx, e, args[2:])
 		}
 	}
 	if c := find(name); c != nil {
+		if len(args) > 1 && isHelpArg(args[1]) {
+			return printHelp(ctx, e, e.stdout, name, args[2:])
+		}
 		return c.run(ctx, e, args[1:])
 	}
-	return usagef("unknown command %q (run `parley help`)", name)
+	if subs := subcommands(name); len(subs) > 0 {
+		switch {
+		case len(args) > 1 && isHelpArg(args[1]):
+			return printHelp(ctx, e, e.stdout, name, nil)
+		case len(args) == 1:
+			printHelp(ctx, e, e.stderr, name, nil)
+			return usagef("parley %s: missing verb", name)
+		}
+		return usagef("parley %s: unknown verb %q%s", name, args[1], suggest(args[1], lastWords(subs)))
+	}
+	return usagef("unknown command %q%s (run `parley help`)", name, suggest(name, verbNames()))
 }
 
+func isHelpArg(a string) bool { return a == "-h" || a == "-help" || a == "--help" }
+
+// find returns the registered command called name, or nil.
 func find(name string) *command {
 	for i := range commands {
 		if commands[i].name == name {
@@ -69,49 +116,53 @@ func find(name string) *command {
 	return nil
 }
 
-func printUsage(w io.Writer) {
-	fmt.Fprintln(w, "parley: a peer-to-peer, end-to-end encrypted messenger")
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Usage: parley <command> [flags] [args]")
-	fmt.Fprintln(w)
-	sorted := append([]command(nil), commands...)
-	sort.Slice(sorted, func(i, j int) bool { return sorted[i].name < sorted[j].name })
-	for _, c := range sorted {
-		fmt.Fprintf(w, "  %-28s %s\n", strings.TrimSpace(c.name+" "+c.args), c.summary)
+// subcommands returns the two-word commands whose first word is name.
+func subcommands(name string) []command {
+	var out []command
+	for _, c := range commands {
+		if first, _, ok := strings.Cut(c.name, " "); ok && first == name {
+			out = append(out, c)
+		}
 	}
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Every command takes --home DIR (default $PARLEY_HOME, else $XDG_DATA_HOME/parley)")
-	fmt.Fprintln(w, "and, where it prints, --json. Run `parley <command> -h` for its flags.")
+	return out
 }
 
 // flags is a FlagSet with the flags every command shares.
 type flags struct {
 	*flag.FlagSet
+	e        *env
+	name     string // the command's name, for its help
 	home     string
 	json     bool
 	logLevel string
 }
 
 func newFlags(e *env, c string, withJSON bool) *flags {
-	f := &flags{FlagSet: flag.NewFlagSet("parley "+c, flag.ContinueOnError)}
-	f.SetOutput(e.stderr)
-	f.StringVar(&f.home, "home", "", "node home directory (default $PARLEY_HOME, else $XDG_DATA_HOME/parley)")
+	f := &flags{FlagSet: flag.NewFlagSet("parley "+c, flag.ContinueOnError), e: e, name: c}
+	f.SetOutput(io.Discard) // parse reports errors; -h prints the help (help.go)
+	f.Usage = func() {}
+	f.StringVar(&f.home, "home", "", "node home `DIR` (default $PARLEY_HOME, else $XDG_DATA_HOME/parley)")
 	if withJSON {
 		f.BoolVar(&f.json, "json", false, "print JSON")
 	}
-	f.StringVar(&f.logLevel, "log-level", envOr("PARLEY_LOG_LEVEL", "info"), "log level: debug, info, warn or error")
+	f.StringVar(&f.logLevel, "log-level", envOr("PARLEY_LOG_LEVEL", "info"), "`LEVEL` of the logs on stderr: debug, info, warn or error")
 	return f
 }
 
 // parse parses args, allowing flags after positional arguments too.
 func (f *flags) parse(args []string) ([]string, error) {
+	if f.e.describe != nil {
+		f.e.describe(f.FlagSet)
+		return nil, flag.ErrHelp
+	}
 	var pos []string
 	for {
 		if err := f.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
+				printCommandHelp(f.e.stdout, f.name, f.FlagSet)
 				return nil, flag.ErrHelp
 			}
-			return nil, &usageError{err.Error()}
+			return nil, f.flagError(err)
 		}
 		args = f.Args()
 		if len(args) == 0 {

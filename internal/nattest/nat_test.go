@@ -205,6 +205,9 @@ func TestRelayedChat(t *testing.T) {
 	if _, err := w.alice.CLI("room", "invite", "team", "bob"); err != nil {
 		t.Fatal(err)
 	}
+	if err := w.bob.AcceptRoomInvite("#team", roomDeadline); err != nil {
+		t.Fatal(err)
+	}
 	if err := nattest.Poll(roomDeadline, func(ctx context.Context) error {
 		rooms, err := w.bob.Client.Rooms(ctx)
 		if err != nil {

@@ -28,6 +28,7 @@ package nattest
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -488,6 +489,29 @@ func (n *Node) CLI(args ...string) (string, error) {
 		return out.String(), fmt.Errorf("parley %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(errOut.String()))
 	}
 	return out.String(), nil
+}
+
+// AcceptRoomInvite waits up to timeout for an invitation into room
+// ('#name') from a contact, as `parley rooms --invites` lists them, and
+// accepts it with `parley room accept ID`: invitations wait for consent.
+func (n *Node) AcceptRoomInvite(room string, timeout time.Duration) error {
+	return Poll(timeout, func(ctx context.Context) error {
+		out, err := n.CLI("rooms", "--invites", "--json")
+		if err != nil {
+			return err
+		}
+		var invites []apitype.RoomInvite
+		if err := json.Unmarshal([]byte(out), &invites); err != nil {
+			return fmt.Errorf("rooms --invites --json: %v", err)
+		}
+		for _, inv := range invites {
+			if inv.Room == room {
+				_, err := n.CLI("room", "accept", inv.ID)
+				return err
+			}
+		}
+		return fmt.Errorf("no invitation into %s yet", room)
+	})
 }
 
 // Poll calls f every 250ms, each call with a 10s deadline, until it returns

@@ -85,6 +85,9 @@ func TestPrivateNetwork(t *testing.T) {
 	if _, err := alice.CLI("room", "invite", "team", "bob"); err != nil {
 		t.Fatal(err)
 	}
+	if err := bob.AcceptRoomInvite("#team", deliveryDeadline); err != nil {
+		t.Fatal(err)
+	}
 	err := nattest.Poll(deliveryDeadline, func(ctx context.Context) error {
 		rooms, err := bob.Client.Rooms(ctx)
 		if err != nil {

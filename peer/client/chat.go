@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"strconv"
+	"time"
 
 	"github.com/parley-im/parley/peer/apitype"
 )
@@ -69,6 +70,17 @@ func (c *Client) Log(ctx context.Context, conv string, limit int) ([]apitype.Mes
 	return v, c.Do(ctx, "GET", "/v1/messages", q, nil, &v)
 }
 
+// LogBefore returns up to limit messages of a conversation that come
+// before the message with id before, oldest first: the previous page.
+func (c *Client) LogBefore(ctx context.Context, conv, before string, limit int) ([]apitype.Message, error) {
+	var v []apitype.Message
+	q := url.Values{"conv": {conv}, "before": {before}}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	return v, c.Do(ctx, "GET", "/v1/messages", q, nil, &v)
+}
+
 // Search runs a full-text search over the history.
 func (c *Client) Search(ctx context.Context, text string, limit int) ([]apitype.Message, error) {
 	var v []apitype.Message
@@ -98,7 +110,20 @@ func (c *Client) Reset(ctx context.Context, contact string) error {
 // Events streams events until ctx ends or the node stops; fn is called for
 // each one, and a non-nil error from fn stops the stream.
 func (c *Client) Events(ctx context.Context, fn func(apitype.Event) error) error {
-	resp, err := c.Open(ctx, "GET", "/v1/events", nil, nil)
+	return c.EventsSince(ctx, time.Time{}, fn)
+}
+
+// EventsSince is Events that first replays the messages the node stored
+// after since (when since is not zero). When the stream ends without ctx
+// ending -- the node stopped, or dropped a client that fell behind -- it
+// returns an error wrapping ErrNodeGone; a caller that finds the node still
+// answering may reconnect from the last event's time.
+func (c *Client) EventsSince(ctx context.Context, since time.Time, fn func(apitype.Event) error) error {
+	var q url.Values
+	if !since.IsZero() {
+		q = url.Values{"since": {since.UTC().Format(time.RFC3339Nano)}}
+	}
+	resp, err := c.Open(ctx, "GET", "/v1/events", q, nil)
 	if err != nil {
 		return err
 	}
@@ -118,7 +143,7 @@ func (c *Client) Events(ctx context.Context, fn func(apitype.Event) error) error
 		return nil
 	}
 	if err := sc.Err(); err != nil {
-		return fmt.Errorf("event stream: %w", err)
+		return fmt.Errorf("%w (%s): event stream: %v", ErrNodeGone, c.home, err)
 	}
-	return nil
+	return fmt.Errorf("%w (%s): the event stream ended", ErrNodeGone, c.home)
 }

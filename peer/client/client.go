@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/parley-im/parley/peer/apitype"
@@ -22,6 +23,14 @@ import (
 
 // ErrNoNode is returned when no node answers in the home.
 var ErrNoNode = errors.New("no parley node is running")
+
+// ErrNodeGone is returned when the node went away during a request: the
+// request may or may not have taken effect.
+var ErrNodeGone = errors.New("the node went away")
+
+// ErrNoChat is returned for a chat request to a node that has no chat
+// service (a bootstrap node).
+var ErrNoChat = errors.New("the node does not serve this request")
 
 // APIError is an error reported by the node.
 type APIError struct {
@@ -58,8 +67,14 @@ func (c *Client) noNode(err error) error {
 	if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT) {
 		return fmt.Errorf("%w in %s (start one with `parley up`)", ErrNoNode, c.home)
 	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+		return fmt.Errorf("%w (%s): connection lost", ErrNodeGone, c.home)
+	}
 	return fmt.Errorf("talk to node in %s: %w", c.home, err)
 }
+
+// Home returns the home of the node this client talks to.
+func (c *Client) Home() string { return c.home }
 
 // Do sends a request with an optional JSON body and decodes the JSON answer
 // into out (if non-nil).
@@ -74,6 +89,9 @@ func (c *Client) Do(ctx context.Context, method, path string, query url.Values, 
 		return nil
 	}
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) {
+			return c.noNode(err)
+		}
 		return fmt.Errorf("decode %s answer: %w", path, err)
 	}
 	return nil
@@ -113,6 +131,10 @@ func (c *Client) Open(ctx context.Context, method, path string, query url.Values
 		var e apitype.Error
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 		if json.Unmarshal(b, &e) != nil || e.Error == "" {
+			if resp.StatusCode == http.StatusNotFound && strings.HasPrefix(path, "/v1/") {
+				// No route: the node does not serve this part of the API.
+				return nil, fmt.Errorf("%w (%s %s): the node in %s is probably a bootstrap node, which keeps no contacts, messages or rooms; use the home of a `parley up` node", ErrNoChat, method, path, c.home)
+			}
 			e.Error = fmt.Sprintf("node answered %s", resp.Status)
 		}
 		return nil, &APIError{Status: resp.StatusCode, Message: e.Error}

@@ -1,5 +1,9 @@
 // Package localapi is the daemon's control plane: HTTP+JSON on a unix socket
-// in the node's home, mode 0600, so only the node's owner can drive it.
+// in the node's home, so only the node's owner can drive it. The socket is
+// private from the first byte (it is bound inside a directory of mode 0700
+// and made 0600 before it gets its public name; see listenPrivate), and
+// every connection's peer credentials (SO_PEERCRED) are checked: a process
+// of another uid is refused and logged, whatever the file modes say.
 //
 // The server is transport only: the composition root (package peer) and the
 // services register their routes with Handle. A stale socket left by a node
@@ -71,18 +75,14 @@ func Listen(home string, log *slog.Logger) (*Server, error) {
 			return nil, fmt.Errorf("remove stale socket: %w", err)
 		}
 	}
-	ln, err := net.Listen("unix", path)
+	ln, err := listenPrivate(home, path)
 	if err != nil {
 		if errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EROFS) {
 			return nil, fmt.Errorf("create API socket in %s: %w (is the home directory writable?)", home, err)
 		}
 		return nil, fmt.Errorf("create API socket: %w", err)
 	}
-	ln.(*net.UnixListener).SetUnlinkOnClose(true)
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("chmod API socket: %w", err)
-	}
+	ln = &peerCredListener{UnixListener: ln.(*net.UnixListener), path: path, uid: os.Getuid(), log: log}
 	s := &Server{mux: http.NewServeMux(), ln: ln, path: path, log: log}
 	s.srv = &http.Server{
 		Handler:           s.mux,

@@ -99,6 +99,26 @@ func Start(t testing.TB, cfg peer.Config, setup func(*peer.Node)) *Running {
 	r := &Running{Node: n, Home: cfg.Home, cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- n.Run(ctx) }()
 	t.Cleanup(func() { r.Stop(t) })
+	// Tests talk to the node at once: wait until its handlers are in place,
+	// or a stream opened in the first milliseconds finds no protocol.
+	if c := n.Chat(); c != nil {
+		select {
+		case <-c.Started():
+		case err := <-r.done:
+			r.done <- err
+		case <-time.After(30 * time.Second):
+			t.Fatal("node did not start its chat service within 30s")
+		}
+	}
+	if rs := n.Rooms(); rs != nil {
+		select {
+		case <-rs.Started():
+		case err := <-r.done:
+			r.done <- err
+		case <-time.After(30 * time.Second):
+			t.Fatal("node did not start its room service within 30s")
+		}
+	}
 	return r
 }
 

@@ -100,7 +100,9 @@ func (AckStatus) EnumDescriptor() ([]byte, []int) {
 // DMFrame is every frame on a /parley/dm/1 stream. The opener of the stream
 // (the sender) writes only DMFrame.message frames; the handler (the
 // recipient) answers each of them, in order, with exactly one DMFrame.ack.
-// A frame with no body set is malformed and ends the stream.
+// A frame from the opener with no body set, or with an ack, ends the
+// stream: the handler acks the message frames before it and closes the
+// stream without answering it (PROTOCOL.md, "Direct messages").
 type DMFrame struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// body is exactly one of message or ack.
@@ -250,7 +252,7 @@ func (x *DMMessage) GetEnvelope() []byte {
 
 // DMAck answers one DMMessage. Acks are written in the order the messages
 // were read; the sender matches them by id and treats a mismatch as a
-// protocol error that ends the stream.
+// protocol error: it resets the stream, keeps the frames and retries.
 type DMAck struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// id is the id of the DMMessage being answered (16 bytes).
@@ -322,7 +324,8 @@ func (x *DMAck) GetReason() string {
 type Payload struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// version of the payload format. This specification is version 1; a
-	// payload of any other version is refused with an error naming it.
+	// payload of any other version is refused: its frame is acked REJECTED
+	// with a reason naming the version.
 	Version uint32 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
 	// body is exactly one of the fields below; a payload with none is refused.
 	//
@@ -335,6 +338,7 @@ type Payload struct {
 	//	*Payload_SenderKey
 	//	*Payload_Roster
 	//	*Payload_Reset_
+	//	*Payload_RoomInvitation
 	Body          isPayload_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -447,6 +451,15 @@ func (x *Payload) GetReset_() *ResetNotice {
 	return nil
 }
 
+func (x *Payload) GetRoomInvitation() *RoomInvitation {
+	if x != nil {
+		if x, ok := x.Body.(*Payload_RoomInvitation); ok {
+			return x.RoomInvitation
+		}
+	}
+	return nil
+}
+
 type isPayload_Body interface {
 	isPayload_Body()
 }
@@ -486,6 +499,15 @@ type Payload_Reset_ struct {
 	Reset_ *ResetNotice `protobuf:"bytes,8,opt,name=reset,proto3,oneof"`
 }
 
+type Payload_RoomInvitation struct {
+	// room_invitation invites the recipient into a private room, version 2:
+	// a single-use join token naming the recipient, with its join secret.
+	// Held for the recipient's consent; dropped unless the sender is a
+	// contact. (room_invite, sender_key and roster are version 1: a node
+	// speaking version 2 ignores them.)
+	RoomInvitation *RoomInvitation `protobuf:"bytes,9,opt,name=room_invitation,json=roomInvitation,proto3,oneof"`
+}
+
 func (*Payload_Text) isPayload_Body() {}
 
 func (*Payload_Receipt) isPayload_Body() {}
@@ -500,20 +522,25 @@ func (*Payload_Roster) isPayload_Body() {}
 
 func (*Payload_Reset_) isPayload_Body() {}
 
+func (*Payload_RoomInvitation) isPayload_Body() {}
+
 // Text is one chat message.
 type Text struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// id is 16 random bytes naming this message end to end; receipts refer to
-	// it. It is distinct from DMMessage.id, which names the wire frame.
+	// it. A sender MUST set it to the DMMessage.id of the frame that carries
+	// it (one value names the frame, the message and its receipt); receivers
+	// do not compare the two.
 	Id []byte `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	// body is the message text: non-empty UTF-8, at most 8 KiB (8192 bytes).
+	// body is the message text: non-empty UTF-8, at most 32 KiB (32768 bytes).
 	Body string `protobuf:"bytes,2,opt,name=body,proto3" json:"body,omitempty"`
 	// sent_at_ms is the sender's clock when the message was written, in
 	// milliseconds since the Unix epoch. It is informational: receivers order
 	// by seq and arrival, and never trust it for security decisions.
 	SentAtMs int64 `protobuf:"varint,3,opt,name=sent_at_ms,json=sentAtMs,proto3" json:"sent_at_ms,omitempty"`
 	// seq is the per-sender sequence number of Text messages within this
-	// conversation: 1 for the first, then increasing by exactly 1. A receiver
+	// conversation, across sessions and resets: 1 for the first, then
+	// increasing by exactly 1. A receiver
 	// that sees seq jump from n to n+k (k > 1) knows k-1 messages are missing
 	// and says so; 0 is invalid.
 	Seq           uint64 `protobuf:"varint,4,opt,name=seq,proto3" json:"seq,omitempty"`
@@ -917,7 +944,7 @@ var File_parley_wire_v1_dm_proto protoreflect.FileDescriptor
 
 const file_parley_wire_v1_dm_proto_rawDesc = "" +
 	"\n" +
-	"\x17parley/wire/v1/dm.proto\x12\x0eparley.wire.v1\"s\n" +
+	"\x17parley/wire/v1/dm.proto\x12\x0eparley.wire.v1\x1a\x1aparley/wire/v1/room2.proto\"s\n" +
 	"\aDMFrame\x125\n" +
 	"\amessage\x18\x01 \x01(\v2\x19.parley.wire.v1.DMMessageH\x00R\amessage\x12)\n" +
 	"\x03ack\x18\x02 \x01(\v2\x15.parley.wire.v1.DMAckH\x00R\x03ackB\x06\n" +
@@ -928,7 +955,7 @@ const file_parley_wire_v1_dm_proto_rawDesc = "" +
 	"\x05DMAck\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x121\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x19.parley.wire.v1.AckStatusR\x06status\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xb5\x03\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x80\x04\n" +
 	"\aPayload\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12*\n" +
 	"\x04text\x18\x02 \x01(\v2\x14.parley.wire.v1.TextH\x00R\x04text\x123\n" +
@@ -939,7 +966,8 @@ const file_parley_wire_v1_dm_proto_rawDesc = "" +
 	"\n" +
 	"sender_key\x18\x06 \x01(\v2\x19.parley.wire.v1.SenderKeyH\x00R\tsenderKey\x12:\n" +
 	"\x06roster\x18\a \x01(\v2 .parley.wire.v1.RoomRosterUpdateH\x00R\x06roster\x123\n" +
-	"\x05reset\x18\b \x01(\v2\x1b.parley.wire.v1.ResetNoticeH\x00R\x05resetB\x06\n" +
+	"\x05reset\x18\b \x01(\v2\x1b.parley.wire.v1.ResetNoticeH\x00R\x05reset\x12I\n" +
+	"\x0froom_invitation\x18\t \x01(\v2\x1e.parley.wire.v1.RoomInvitationH\x00R\x0eroomInvitationB\x06\n" +
 	"\x04body\"Z\n" +
 	"\x04Text\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x12\x12\n" +
@@ -1002,6 +1030,7 @@ var file_parley_wire_v1_dm_proto_goTypes = []any{
 	(*SenderKey)(nil),        // 9: parley.wire.v1.SenderKey
 	(*RoomRosterUpdate)(nil), // 10: parley.wire.v1.RoomRosterUpdate
 	(*ResetNotice)(nil),      // 11: parley.wire.v1.ResetNotice
+	(*RoomInvitation)(nil),   // 12: parley.wire.v1.RoomInvitation
 }
 var file_parley_wire_v1_dm_proto_depIdxs = []int32{
 	2,  // 0: parley.wire.v1.DMFrame.message:type_name -> parley.wire.v1.DMMessage
@@ -1014,11 +1043,12 @@ var file_parley_wire_v1_dm_proto_depIdxs = []int32{
 	9,  // 7: parley.wire.v1.Payload.sender_key:type_name -> parley.wire.v1.SenderKey
 	10, // 8: parley.wire.v1.Payload.roster:type_name -> parley.wire.v1.RoomRosterUpdate
 	11, // 9: parley.wire.v1.Payload.reset:type_name -> parley.wire.v1.ResetNotice
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	12, // 10: parley.wire.v1.Payload.room_invitation:type_name -> parley.wire.v1.RoomInvitation
+	11, // [11:11] is the sub-list for method output_type
+	11, // [11:11] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_parley_wire_v1_dm_proto_init() }
@@ -1026,6 +1056,7 @@ func file_parley_wire_v1_dm_proto_init() {
 	if File_parley_wire_v1_dm_proto != nil {
 		return
 	}
+	file_parley_wire_v1_room2_proto_init()
 	file_parley_wire_v1_dm_proto_msgTypes[0].OneofWrappers = []any{
 		(*DMFrame_Message)(nil),
 		(*DMFrame_Ack)(nil),
@@ -1038,6 +1069,7 @@ func file_parley_wire_v1_dm_proto_init() {
 		(*Payload_SenderKey)(nil),
 		(*Payload_Roster)(nil),
 		(*Payload_Reset_)(nil),
+		(*Payload_RoomInvitation)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -31,8 +31,10 @@ const (
 // PrekeyRequest asks the handler for a prekey bundle.
 type PrekeyRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// version of the bundle format wanted. This specification is version 1; a
-	// handler answers any other version with PrekeyResponse.error.
+	// version of the bundle format wanted: 2 for a PQXDH bundle (with a signed
+	// ML-KEM-768 prekey), 1 for an X3DH bundle. A handler answers a version it
+	// does not speak with PrekeyResponse.error "unsupported prekey protocol
+	// version N"; only on that answer does a requester ask again with 1.
 	Version       uint32 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -79,9 +81,11 @@ func (x *PrekeyRequest) GetVersion() uint32 {
 // set.
 type PrekeyResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// bundle is the opaque prekey bundle in chat/e2e's Bundle encoding: the
-	// identity DH key signed by the Ed25519 identity, the signed prekey and at
-	// most one one-time prekey. At most 4 KiB. The initiator verifies every
+	// bundle is the opaque prekey bundle in chat/e2e's Bundle encoding, of
+	// the version requested: the identity DH key signed by the Ed25519
+	// identity, the signed prekey, at most one one-time prekey and, in
+	// version 2, a signed ML-KEM-768 prekey (one-time, or the last-resort
+	// one). At most 4 KiB. The initiator verifies every
 	// signature against the handler's peer ID before using it.
 	Bundle []byte `protobuf:"bytes,1,opt,name=bundle,proto3" json:"bundle,omitempty"`
 	// error says why no bundle is served (unsupported version, rate limited,

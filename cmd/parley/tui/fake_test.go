@@ -2,6 +2,7 @@ package tui
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -23,6 +24,7 @@ type fakeBackend struct {
 	events chan apitype.Event
 	sent   chan sendCall // every Send
 	read   chan string   // every MarkRead
+	drop   chan struct{} // a send ends the current event stream
 
 	mu    sync.Mutex
 	convs []apitype.Conversation
@@ -36,6 +38,7 @@ func newFake(convs ...apitype.Conversation) *fakeBackend {
 		events: make(chan apitype.Event),
 		sent:   make(chan sendCall, 64),
 		read:   make(chan string, 64),
+		drop:   make(chan struct{}),
 		convs:  convs,
 		logs:   make(map[string][]apitype.Message),
 	}
@@ -112,6 +115,8 @@ func (f *fakeBackend) Events(ctx context.Context, fn func(apitype.Event) error) 
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-f.drop:
+			return errors.New("event stream ended")
 		case ev := <-f.events:
 			if err := fn(ev); err != nil {
 				return err
@@ -132,4 +137,23 @@ func messageEvent(m apitype.Message) apitype.Event {
 func receiptEvent(m apitype.Message, state string) apitype.Event {
 	m.State = state
 	return apitype.Event{Type: "receipt", Time: t0, Message: &m}
+}
+
+func (f *fakeBackend) LogBefore(_ context.Context, conv, before string, limit int) ([]apitype.Message, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return nil, f.err
+	}
+	l := f.logs[conv]
+	for i, m := range l {
+		if m.ID == before {
+			l = l[:i]
+			break
+		}
+	}
+	if limit > 0 && len(l) > limit {
+		l = l[len(l)-limit:]
+	}
+	return append([]apitype.Message(nil), l...), nil
 }

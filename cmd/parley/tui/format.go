@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
-	"unicode"
 
+	"github.com/parley-im/parley/internal/safetext"
 	"github.com/parley-im/parley/peer/apitype"
 )
 
@@ -98,21 +98,9 @@ func shortID(id string) string {
 	return id
 }
 
-// clean makes text from the network safe to print: a peer must not be able
-// to move the cursor, recolour the screen or fake a line of its own, so
-// newlines and tabs become spaces and other control and bidi-override
-// characters become U+FFFD.
-func clean(s string) string {
-	return strings.Map(func(r rune) rune {
-		switch {
-		case r == '\n' || r == '\t':
-			return ' '
-		case unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r):
-			return '\uFFFD'
-		}
-		return r
-	}, s)
-}
+// clean makes a string from the network safe to print on one line: see
+// internal/safetext, the one sanitiser for peer-chosen text.
+func clean(s string) string { return safetext.Line(s) }
 
 // Line renders m as one line of plain text, as `parley log` and line mode
 // print it: time, sender, text (control characters from peers neutralised)

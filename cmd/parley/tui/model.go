@@ -7,15 +7,21 @@ import (
 	"time"
 
 	"github.com/charmbracelet/bubbles/cursor"
-	"github.com/charmbracelet/bubbles/textinput"
+	keybind "github.com/charmbracelet/bubbles/key"
+	"github.com/charmbracelet/bubbles/textarea"
 	"github.com/charmbracelet/bubbles/viewport"
 	tea "github.com/charmbracelet/bubbletea"
 
 	"github.com/parley-im/parley/peer/apitype"
 )
 
-// historyLimit is how many messages of a conversation the UI loads.
-const historyLimit = 500
+// historyPage is how many messages of a conversation the UI loads at a
+// time: the latest page when it opens, one more each time the reader
+// pages up past the oldest loaded.
+const historyPage = 500
+
+// maxInputLines is how tall the input grows before it scrolls.
+const maxInputLines = 5
 
 // Messages from commands and the event pump.
 type (
@@ -24,7 +30,16 @@ type (
 		conv string
 		msgs []apitype.Message
 	}
-	sentMsg struct {
+	// olderMsg is the page before the oldest message shown.
+	olderMsg struct {
+		conv string
+		msgs []apitype.Message
+	}
+	// nodeDownMsg says the event stream broke: the node stopped (or
+	// restarts). nodeUpMsg says it answers again, with fresh state.
+	nodeDownMsg struct{ err error }
+	nodeUpMsg   struct{ convs []apitype.Conversation }
+	sentMsg     struct {
 		to  string
 		msg apitype.Message
 	}
@@ -48,22 +63,43 @@ type model struct {
 	lastSeen map[string]time.Time // by conversation name, from presence events
 	status   string               // the last error, until the next success
 
-	input         textinput.Model
+	drafts      map[string]string // unsent input of the conversations not open
+	more        bool              // older messages than msgs[0] may exist
+	loadingOld  bool              // a page of older messages is on its way
+	down        bool              // the node stopped; reconnecting
+	downErr     string            // why the event stream broke
+	help        bool              // the key help covers the history
+	confirmQuit bool              // quit asked with drafts unsent: ask again
+
+	input         textarea.Model
 	hist          viewport.Model
 	width, height int
 	listWidth     int
+	inputShown    int // rows of the input on screen
 }
 
 func newModel(ctx context.Context, b Backend, conv string) model {
-	in := textinput.New()
+	in := textarea.New()
 	in.Prompt = "> "
+	in.ShowLineNumbers = false
+	in.CharLimit = 0
+	in.MaxHeight = 200
+	// The text area keeps its full height, so that it never scrolls a
+	// short message out of view; the view shows only the rows in use.
+	in.SetHeight(maxInputLines)
 	in.Cursor.SetMode(cursor.CursorStatic)
+	in.FocusedStyle.CursorLine = in.FocusedStyle.Text
+	in.FocusedStyle.Base = in.FocusedStyle.Text
+	in.BlurredStyle = in.FocusedStyle
+	// Enter sends; these keys start a new line of the same message.
+	in.KeyMap.InsertNewline = keybind.NewBinding(keybind.WithKeys("alt+enter", "ctrl+j"))
 	in.Focus()
 	return model{
 		ctx:      ctx,
 		b:        b,
 		cur:      conv,
 		lastSeen: make(map[string]time.Time),
+		drafts:   make(map[string]string),
 		input:    in,
 		hist:     viewport.New(0, 0),
 	}
@@ -78,25 +114,7 @@ func (m model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.layout()
 		return m, nil
 	case tea.KeyMsg:
-		switch msg.String() {
-		case "ctrl+c", "esc":
-			return m, tea.Quit
-		case "tab", "ctrl+n":
-			return m.move(1)
-		case "shift+tab", "ctrl+p":
-			return m.move(-1)
-		case "pgup":
-			m.hist.PageUp()
-			return m, nil
-		case "pgdown":
-			m.hist.PageDown()
-			return m, nil
-		case "enter":
-			return m.send()
-		}
-		var cmd tea.Cmd
-		m.input, cmd = m.input.Update(msg)
-		return m, cmd
+		return m.key(msg)
 	case convsMsg:
 		return m.setConvs(msg)
 	case logMsg:
@@ -105,11 +123,39 @@ func (m model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		}
 		since := m.msgs // arrived by event while the log was loading
 		m.msgs = msg.msgs
+		m.more = len(msg.msgs) >= historyPage
 		for _, x := range since {
 			m.upsert(x)
 		}
 		m.refresh(true)
 		return m, nil
+	case olderMsg:
+		m.loadingOld = false
+		if msg.conv != m.cur {
+			return m, nil
+		}
+		m.prepend(msg.msgs, len(msg.msgs) >= historyPage)
+		return m, nil
+	case nodeDownMsg:
+		m.down = true
+		m.downErr = msg.err.Error()
+		for i := range m.convs {
+			if m.convs[i].Online {
+				m.convs[i].Online = false
+				m.lastSeen[m.convs[i].Name] = time.Now()
+			}
+		}
+		m.status = ""
+		return m, nil
+	case nodeUpMsg:
+		m.down = false
+		m.status = ""
+		next, cmd := m.setConvs(msg.convs)
+		nm := next.(model)
+		if nm.cur == "" {
+			return nm, cmd
+		}
+		return nm, tea.Batch(cmd, nm.loadLog(nm.cur))
 	case sentMsg:
 		m.status = ""
 		if msg.to == m.cur {
@@ -119,8 +165,9 @@ func (m model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m, nil
 	case sendFailedMsg:
 		m.status = "send: " + msg.err.Error()
-		if m.input.Value() == "" {
+		if strings.TrimSpace(m.input.Value()) == "" {
 			m.input.SetValue(msg.text)
+			m.layout()
 		}
 		return m, nil
 	case eventMsg:
@@ -132,6 +179,124 @@ func (m model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	var cmd tea.Cmd
 	m.input, cmd = m.input.Update(msg)
 	return m, cmd
+}
+
+// key handles a key press. The draft is never thrown away: Esc only
+// closes the help or leaves an empty input; quitting with unsent drafts
+// asks for a second Ctrl+C (or Ctrl+Q).
+func (m model) key(msg tea.KeyMsg) (tea.Model, tea.Cmd) {
+	k := msg.String()
+	if m.help {
+		m.help = false // any key closes the help
+		if k == "ctrl+c" || k == "ctrl+q" {
+			return m.quit(k)
+		}
+		return m, nil
+	}
+	if k != "ctrl+c" && k != "ctrl+q" {
+		m.confirmQuit = false
+	}
+	switch k {
+	case "ctrl+c", "ctrl+q":
+		return m.quit(k)
+	case "esc":
+		if m.hasDrafts() {
+			m.status = "draft kept: Enter sends it, Ctrl+Q quits"
+			return m, nil
+		}
+		return m, tea.Quit
+	case "?", "f1":
+		if k == "f1" || m.input.Value() == "" {
+			m.help = true
+			return m, nil
+		}
+	case "tab", "ctrl+n":
+		return m.move(1)
+	case "shift+tab", "ctrl+p":
+		return m.move(-1)
+	case "pgup":
+		return m.pageUp()
+	case "pgdown":
+		m.hist.PageDown()
+		return m, nil
+	case "ctrl+home":
+		m.hist.GotoTop()
+		return m.pageUp()
+	case "ctrl+end":
+		m.hist.GotoBottom()
+		return m, nil
+	case "enter":
+		return m.send()
+	}
+	var cmd tea.Cmd
+	m.input, cmd = m.input.Update(msg)
+	if m.inputHeight() != m.inputShown {
+		m.layout()
+	}
+	return m, cmd
+}
+
+// quit quits at once when no draft would be lost, else after the same key
+// a second time.
+func (m model) quit(k string) (tea.Model, tea.Cmd) {
+	if !m.hasDrafts() || m.confirmQuit {
+		return m, tea.Quit
+	}
+	m.confirmQuit = true
+	m.status = "unsent draft: press " + keyName(k) + " again to quit and lose it, any other key to stay"
+	return m, nil
+}
+
+func keyName(k string) string {
+	return map[string]string{"ctrl+c": "Ctrl+C", "ctrl+q": "Ctrl+Q"}[k]
+}
+
+// hasDrafts reports whether any text typed but not sent would be lost.
+func (m model) hasDrafts() bool {
+	if strings.TrimSpace(m.input.Value()) != "" {
+		return true
+	}
+	for _, d := range m.drafts {
+		if strings.TrimSpace(d) != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// pageUp scrolls up a page; at the top, it loads the page of history
+// before the oldest message shown.
+func (m model) pageUp() (tea.Model, tea.Cmd) {
+	if !m.hist.AtTop() {
+		m.hist.PageUp()
+		return m, nil
+	}
+	if !m.more || m.loadingOld || len(m.msgs) == 0 || m.cur == "" {
+		return m, nil
+	}
+	m.loadingOld = true
+	ctx, b, conv, before := m.ctx, m.b, m.cur, m.msgs[0].ID
+	return m, func() tea.Msg {
+		msgs, err := b.LogBefore(ctx, conv, before, historyPage)
+		if err != nil {
+			return errMsg{fmt.Errorf("older history of %s: %w", conv, err)}
+		}
+		return olderMsg{conv, msgs}
+	}
+}
+
+// prepend adds older messages before the history and shows the page just
+// above what the reader was looking at.
+func (m *model) prepend(older []apitype.Message, more bool) {
+	total, top := m.hist.TotalLineCount(), m.hist.YOffset
+	if top == 0 && m.moreShown() {
+		top = 1 // the "loads older messages" line goes; count from the first message
+	}
+	below := total - top // lines from the reader's top line to the end
+	m.msgs = append(append([]apitype.Message(nil), older...), m.msgs...)
+	m.more = more
+	m.hist.SetContent(m.history())
+	m.hist.SetYOffset(max(0, m.hist.TotalLineCount()-below-m.hist.Height))
 }
 
 // setConvs takes a fresh conversation list and opens a conversation if
@@ -159,15 +324,30 @@ func (m model) setConvs(convs []apitype.Conversation) (tea.Model, tea.Cmd) {
 	return m, nil
 }
 
-// open shows conversation name, loads its history and marks it read.
+// open shows conversation name, loads its history and marks it read. The
+// draft of the conversation left is kept, and the one of name restored.
 func (m model) open(name string) (tea.Model, tea.Cmd) {
 	if i := m.find(name); i >= 0 {
 		name = m.convs[i].Name
 		m.convs[i].Unread = 0
 	}
+	if m.cur != "" && m.cur != name {
+		if d := m.input.Value(); strings.TrimSpace(d) != "" {
+			m.drafts[m.cur] = d
+		} else {
+			delete(m.drafts, m.cur)
+		}
+		m.input.Reset()
+		if d, ok := m.drafts[name]; ok {
+			m.input.SetValue(d)
+			delete(m.drafts, name)
+		}
+	}
 	m.cur = name
 	m.msgs = []apitype.Message{}
-	m.input.Placeholder = "message " + clean(name)
+	m.more, m.loadingOld = false, false
+	m.input.Placeholder = "message " + clean(name) + "  (? for keys)"
+	m.layout()
 	m.refresh(true)
 	return m, tea.Batch(m.loadLog(name), m.markRead(name))
 }
@@ -188,6 +368,7 @@ func (m model) send() (tea.Model, tea.Cmd) {
 		return m, nil
 	}
 	m.input.Reset()
+	m.layout()
 	ctx, b, to := m.ctx, m.b, m.cur
 	return m, func() tea.Msg {
 		msg, err := b.Send(ctx, to, text)
@@ -278,7 +459,7 @@ func (m model) loadConvs() tea.Cmd {
 func (m model) loadLog(conv string) tea.Cmd {
 	ctx, b := m.ctx, m.b
 	return func() tea.Msg {
-		msgs, err := b.Log(ctx, conv, historyLimit)
+		msgs, err := b.Log(ctx, conv, historyPage)
 		if err != nil {
 			return errMsg{fmt.Errorf("history of %s: %w", conv, err)}
 		}

@@ -362,7 +362,7 @@ func TestBackendErrorsShown(t *testing.T) {
 	f.fail(errors.New("node unreachable"))
 	m := setup(t, f, "")
 	mustContain(t, screen(m), "conversations: node unreachable", "No conversations yet")
-	m = step(t, m, key(tea.KeyTab), key(tea.KeyEnter), typed("x"), key(tea.KeyEnter))
+	step(t, m, key(tea.KeyTab), key(tea.KeyEnter), typed("x"), key(tea.KeyEnter))
 
 	f = newFake(testConvs()...)
 	m = setup(t, f, "bob")

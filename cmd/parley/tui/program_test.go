@@ -130,7 +130,28 @@ func TestProgramBackendDown(t *testing.T) {
 	waitOutput(t, out, "connection refused")
 	io.WriteString(in, "still typing\r")
 	waitOutput(t, out, "send: connection refused")
+	io.WriteString(in, "\x03") // the draft is back: a second Ctrl+C is needed
+	waitOutput(t, out, "press Ctrl+C again")
 	io.WriteString(in, "\x03")
+	if err := waitDone(t, done); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+}
+
+// TestProgramNodeStopsAndReturns: the event stream breaks, the UI says the
+// node stopped, and once the node answers again it shows what arrived
+// meanwhile.
+func TestProgramNodeStopsAndReturns(t *testing.T) {
+	f := newFake(testConvs()...)
+	in, out, done := startProgram(t, t.Context(), f, "bob")
+	waitOutput(t, out, "Enter send")
+	f.fail(errors.New("connection refused"))
+	f.drop <- struct{}{}
+	waitOutput(t, out, "node stopped")
+	f.addLog("bob", incoming("late", "bob", "sent while you were away"))
+	f.fail(nil)
+	waitOutput(t, out, "sent while you were away")
+	io.WriteString(in, "\x11") // Ctrl+Q
 	if err := waitDone(t, done); err != nil {
 		t.Fatalf("run: %v", err)
 	}

@@ -10,7 +10,6 @@ package tui
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"time"
 
@@ -25,6 +24,9 @@ type Backend interface {
 	Conversations(ctx context.Context) ([]apitype.Conversation, error)
 	// Log returns the last limit messages of conv, oldest first.
 	Log(ctx context.Context, conv string, limit int) ([]apitype.Message, error)
+	// LogBefore returns up to limit messages of conv before the message
+	// with id before, oldest first: the previous page.
+	LogBefore(ctx context.Context, conv, before string, limit int) ([]apitype.Message, error)
 	// Send queues text for a contact or #room and returns the stored message.
 	Send(ctx context.Context, to, text string) (apitype.Message, error)
 	// MarkRead marks every message of conv read.
@@ -76,8 +78,10 @@ func (p *program) run() error {
 	return err
 }
 
-// pumpEvents forwards the node's events to the UI until it exits,
-// subscribing again after a failure.
+// pumpEvents forwards the node's events to the UI until it exits. When
+// the stream breaks, the UI shows the node as stopped; pumpEvents then
+// asks the node for its conversations every eventRetry until it answers,
+// hands them to the UI (which reloads what it shows) and subscribes again.
 func (p *program) pumpEvents() {
 	for {
 		err := p.b.Events(p.ctx, func(ev apitype.Event) error {
@@ -88,13 +92,20 @@ func (p *program) pumpEvents() {
 			return
 		}
 		if err == nil {
-			err = errors.New("stream ended")
+			err = errors.New("event stream ended")
 		}
-		p.Send(errMsg{fmt.Errorf("events: %w (retrying)", err)})
-		select {
-		case <-p.ctx.Done():
-			return
-		case <-time.After(eventRetry):
+		p.Send(nodeDownMsg{err})
+		for {
+			select {
+			case <-p.ctx.Done():
+				return
+			case <-time.After(eventRetry):
+			}
+			convs, err := p.b.Conversations(p.ctx)
+			if err == nil {
+				p.Send(nodeUpMsg{convs})
+				break
+			}
 		}
 	}
 }

@@ -1,0 +1,62 @@
+// Package conformance checks a running Parley node against docs/PROTOCOL.md
+// from the outside.
+//
+// It holds only tests. Each test starts a real node in process (as
+// `parley up` would, on loopback) and drives it over its wire protocols
+// with a bare libp2p host, the way a client written in another language
+// would: it uses the node's mailbox, asks for prekeys, sets up 1:1 sessions with X3DH and PQXDH,
+// writes dm frames and reads acks, serves the node's own dm streams,
+// publishes and reads on a public room's gossipsub topic, and
+// checks every normative sentence with an observable effect: each ack
+// status, each limit, each refusal and each ordering rule. Every test
+// names the section of PROTOCOL.md it checks, so that a change to the
+// text or to the node that makes them disagree fails here.
+//
+// Coverage, by section of PROTOCOL.md:
+//
+//   - Transport (frame caps, minimal varints): TestFrameSizeLimit,
+//     TestPrekeyRequestLimit.
+//   - Prekeys: TestPrekeyVersions, TestPrekeyUnknownVersion,
+//     TestPrekeyRequestLimit, TestPrekeyRateLimit, TestPrekeyAddressBudget,
+//     TestNodeNegotiatesPrekeyVersion, TestNodeAcceptsBundleFromTheFuture.
+//   - Direct messages: TestHandshake, TestTextIDIsFrameID, TestAckStatuses,
+//     TestNonMessageFrameEndsStream, TestMismatchedAckIsProtocolError,
+//     TestBatchOrder, TestResetOrderAndSequence.
+//   - Receiving: TestBlockedPeer, TestStreamsPerPeer, TestFailureBudget,
+//     TestStrangerBudget, TestEnvelopeVersion.
+//   - Contacts, message requests, blocks: TestRequestGetsNoReceiptUntilAccepted,
+//     TestDeclineDeletesSession, TestBlockedPeer.
+//   - Payloads: TestPayloadVersion, TestTextBodyLimit, TestSequenceGap,
+//     TestReceiptPerBatch, TestReceiptMarksDelivered.
+//   - X3DH, PQXDH: TestHandshake, TestPrekeyMessageReplay.
+//   - Mailboxes (who may use one, deposit, fetch and delete, quotas,
+//     malformed requests): TestMailboxWhoMayUse,
+//     TestMailboxDepositFetchDelete, TestMailboxTagQuota,
+//     TestMailboxMalformed. The byte layouts (fetch keys bound to a
+//     mailbox, tags, sealing) are pinned by chat/mailbox/testdata/seal.json.
+//   - Public rooms (id, topic, message layout, dedup on (room, author,
+//     msg_id)), with "Validation" and "Clocks, own messages, sending":
+//     TestPublicRoomReceive, TestPublicRoomSend, TestPublicRoomRefusals,
+//     TestPublicRoomTextLimit, TestPublicRoomDedup, from a bare host with
+//     its own gossipsub router.
+//   - /parley/roomsync/1 (public rooms: pages, order, the 256-message and
+//     4 KiB limits, refusals): TestRoomSyncPages, TestRoomSyncLimit,
+//     TestRoomSyncRefusals, TestRoomSyncVersionError; the node as requester
+//     (sync on a peer joining, signature and clock checks on what is
+//     served): TestRoomSyncRequester.
+//   - Rooms version 2 (draft), byte layouts only (the node does not speak
+//     it yet): TestRoomKeyScheduleVectors and TestRoomCommitVectors
+//     recompute every value of chat/room/group/testdata from the text with
+//     the standard library and x/crypto, without chat/room/group.
+//
+// Checked elsewhere, below the wire: the ratchet's receiving rules, skipped
+// keys, session ranking and convergence (chat/e2e tests); the byte layouts
+// and derivations (the vectors in chat/e2e/testdata, chat/wire/testdata,
+// chat/testdata); links, typos and versions (chat/wire tests); storage
+// failures answered RETRY_LATER and crash durability (chat tests).
+//
+// The end-to-end layer of the client is chat/e2e, the same code the node
+// uses; the byte-level constructions that layer implements are pinned
+// separately by the known-answer vectors in chat/e2e/testdata, which a
+// foreign implementation checks its own code against.
+package conformance
