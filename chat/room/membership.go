@@ -25,7 +25,7 @@ import (
 // payloads (room secrets, sender keys, rosters) are dropped.
 func (s *Service) HandlePayload(ctx context.Context, tx *sql.Tx, from peer.ID, p *wirepb.Payload) {
 	switch p.Body.(type) {
-	case *wirepb.Payload_RoomInvitation:
+	case *wirepb.Payload_RoomInvitation, *wirepb.Payload_RoomCommit:
 	case *wirepb.Payload_RoomInvite, *wirepb.Payload_SenderKey, *wirepb.Payload_Roster:
 		s.log.Debug("room payload of rooms version 1 dropped", "from", from)
 		return
@@ -96,8 +96,11 @@ func (s *Service) drainInbox(ctx context.Context) {
 			err = proto.Unmarshal(it.b, &p)
 		}
 		if err == nil {
-			if inv := p.GetRoomInvitation(); inv != nil {
-				err = s.applyInvitation(ctx, from, inv)
+			switch {
+			case p.GetRoomInvitation() != nil:
+				err = s.applyInvitation(ctx, from, p.GetRoomInvitation())
+			case p.GetRoomCommit() != nil:
+				err = s.applyDelivered(ctx, from, p.GetRoomCommit())
 			}
 		}
 		if err != nil {

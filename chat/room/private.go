@@ -605,6 +605,7 @@ func (s *Service) commitQueued(ctx context.Context, r *room, q *proposal) {
 			s.log.Info("room: publish commit", "room", r.id, "err", err)
 			err = nil
 		}
+		s.deliverCommit(ctx, r, cur, c)
 		s.afterApply(ctx, r, c, out)
 	}
 	for i, e := range q.edits {

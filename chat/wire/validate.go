@@ -163,6 +163,8 @@ func ValidatePayload(p *wirepb.Payload) error {
 		return nil
 	case *wirepb.Payload_RoomInvitation:
 		return ValidateRoomInvitation(b.RoomInvitation)
+	case *wirepb.Payload_RoomCommit:
+		return validateRoomCommitDelivery(b.RoomCommit)
 	}
 	return invalid(msg, "body", "is not set")
 }
@@ -547,6 +549,24 @@ func ValidateRoomInvitation(r *wirepb.RoomInvitation) error {
 		return err
 	}
 	return checkAddrs(msg, r.GetAddrs())
+}
+
+// validateRoomCommitDelivery checks the frame of a commit delivered 1:1: a
+// 32-byte room id and a commit with its body and signature present. The
+// commit itself (sizes, signature, chain) is the room service's to check,
+// as for a commit fetched by sync.
+func validateRoomCommitDelivery(d *wirepb.RoomCommitDelivery) error {
+	const msg = "RoomCommitDelivery"
+	if err := checkFixed(msg, "room_id", d.GetRoomId(), RoomIDSize); err != nil {
+		return err
+	}
+	if d.GetCommit() == nil {
+		return invalid(msg, "commit", "is missing")
+	}
+	if err := checkBytes(msg, "commit.body", d.GetCommit().GetBody(), 1, MaxPayloadSize); err != nil {
+		return err
+	}
+	return checkFixed(msg, "commit.signature", d.GetCommit().GetSignature(), SignatureSize)
 }
 
 func invalid(msg, field, reason string) error {

@@ -53,7 +53,12 @@ func samplePayloads(t testing.TB) []*wirepb.Payload {
 		{Version: 1, Body: &wirepb.Payload_SenderKey{SenderKey: &wirepb.SenderKey{RoomId: fill(RoomIDSize, 3), Epoch: 1, Distribution: []byte("dist")}}},
 		{Version: 1, Body: &wirepb.Payload_Roster{Roster: &wirepb.RoomRosterUpdate{Roster: sampleSignedRoster(t)}}},
 		{Version: 1, Body: &wirepb.Payload_Reset_{Reset_: &wirepb.ResetNotice{}}},
+		{Version: 1, Body: &wirepb.Payload_RoomCommit{RoomCommit: sampleCommitDelivery()}},
 	}
+}
+
+func sampleCommitDelivery() *wirepb.RoomCommitDelivery {
+	return &wirepb.RoomCommitDelivery{RoomId: fill(RoomIDSize, 3), Commit: &wirepb.SignedCommit{Body: []byte("body"), Sealed: []byte("sealed"), Signature: fill(SignatureSize, 7), ConfirmationTag: fill(MACSize, 8)}}
 }
 
 func sampleRoomMessages() []*wirepb.RoomMessage {
@@ -295,6 +300,11 @@ func TestValidateRejects(t *testing.T) {
 		mut(r)
 		return r
 	}
+	commitDelivery := func(mut func(*wirepb.RoomCommitDelivery)) *wirepb.Payload {
+		d := sampleCommitDelivery()
+		mut(d)
+		return &wirepb.Payload{Version: 1, Body: &wirepb.Payload_RoomCommit{RoomCommit: d}}
+	}
 	tests := []struct {
 		name  string
 		m     proto.Message
@@ -318,6 +328,10 @@ func TestValidateRejects(t *testing.T) {
 		{"receipt duplicate", &wirepb.Payload{Version: 1, Body: &wirepb.Payload_Receipt{Receipt: &wirepb.Receipt{Ids: [][]byte{fill(IDSize, 1), fill(IDSize, 1)}}}}, ErrInvalid, "ids[1]"},
 		{"mailbox list bad secret", &wirepb.Payload{Version: 1, Body: &wirepb.Payload_Mailboxes{Mailboxes: &wirepb.MailboxList{TagSecret: fill(3, 1)}}}, ErrInvalid, "tag_secret"},
 		{"mailbox list too many", &wirepb.Payload{Version: 1, Body: &wirepb.Payload_Mailboxes{Mailboxes: &wirepb.MailboxList{PeerIds: [][]byte{{1}, {2}, {3}, {4}, {5}, {6}, {7}, {8}, {9}}, TagSecret: fill(SecretSize, 1)}}}, ErrInvalid, "peer_ids"},
+		{"room commit short room id", commitDelivery(func(d *wirepb.RoomCommitDelivery) { d.RoomId = fill(3, 1) }), ErrInvalid, "room_id"},
+		{"room commit missing", commitDelivery(func(d *wirepb.RoomCommitDelivery) { d.Commit = nil }), ErrInvalid, "commit"},
+		{"room commit without body", commitDelivery(func(d *wirepb.RoomCommitDelivery) { d.Commit.Body = nil }), ErrInvalid, "commit.body"},
+		{"room commit bad signature size", commitDelivery(func(d *wirepb.RoomCommitDelivery) { d.Commit.Signature = fill(63, 1) }), ErrInvalid, "commit.signature"},
 		{"room invite without roster", &wirepb.Payload{Version: 1, Body: &wirepb.Payload_RoomInvite{RoomInvite: &wirepb.RoomInvite{RoomSecret: fill(SecretSize, 1)}}}, ErrInvalid, "roster"},
 		{"sender key empty", &wirepb.Payload{Version: 1, Body: &wirepb.Payload_SenderKey{SenderKey: &wirepb.SenderKey{RoomId: fill(RoomIDSize, 1)}}}, ErrInvalid, "distribution"},
 		{"prekey request version 0", &wirepb.PrekeyRequest{}, ErrUnsupportedVersion, ""},

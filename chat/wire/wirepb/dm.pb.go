@@ -339,6 +339,7 @@ type Payload struct {
 	//	*Payload_Roster
 	//	*Payload_Reset_
 	//	*Payload_RoomInvitation
+	//	*Payload_RoomCommit
 	Body          isPayload_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -460,6 +461,15 @@ func (x *Payload) GetRoomInvitation() *RoomInvitation {
 	return nil
 }
 
+func (x *Payload) GetRoomCommit() *RoomCommitDelivery {
+	if x != nil {
+		if x, ok := x.Body.(*Payload_RoomCommit); ok {
+			return x.RoomCommit
+		}
+	}
+	return nil
+}
+
 type isPayload_Body interface {
 	isPayload_Body()
 }
@@ -508,6 +518,15 @@ type Payload_RoomInvitation struct {
 	RoomInvitation *RoomInvitation `protobuf:"bytes,9,opt,name=room_invitation,json=roomInvitation,proto3,oneof"`
 }
 
+type Payload_RoomCommit struct {
+	// room_commit is a commit of a private room (version 2) that the
+	// recipient is a member of, or was removed by: the path that reaches a
+	// member through its mailboxes while no other member is online. It
+	// carries no authority of the sender's: the receiver checks it exactly
+	// as a commit fetched with /parley/roomsync/2.
+	RoomCommit *RoomCommitDelivery `protobuf:"bytes,10,opt,name=room_commit,json=roomCommit,proto3,oneof"`
+}
+
 func (*Payload_Text) isPayload_Body() {}
 
 func (*Payload_Receipt) isPayload_Body() {}
@@ -523,6 +542,8 @@ func (*Payload_Roster) isPayload_Body() {}
 func (*Payload_Reset_) isPayload_Body() {}
 
 func (*Payload_RoomInvitation) isPayload_Body() {}
+
+func (*Payload_RoomCommit) isPayload_Body() {}
 
 // Text is one chat message.
 type Text struct {
@@ -955,7 +976,7 @@ const file_parley_wire_v1_dm_proto_rawDesc = "" +
 	"\x05DMAck\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x121\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x19.parley.wire.v1.AckStatusR\x06status\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x80\x04\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xc7\x04\n" +
 	"\aPayload\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12*\n" +
 	"\x04text\x18\x02 \x01(\v2\x14.parley.wire.v1.TextH\x00R\x04text\x123\n" +
@@ -967,7 +988,10 @@ const file_parley_wire_v1_dm_proto_rawDesc = "" +
 	"sender_key\x18\x06 \x01(\v2\x19.parley.wire.v1.SenderKeyH\x00R\tsenderKey\x12:\n" +
 	"\x06roster\x18\a \x01(\v2 .parley.wire.v1.RoomRosterUpdateH\x00R\x06roster\x123\n" +
 	"\x05reset\x18\b \x01(\v2\x1b.parley.wire.v1.ResetNoticeH\x00R\x05reset\x12I\n" +
-	"\x0froom_invitation\x18\t \x01(\v2\x1e.parley.wire.v1.RoomInvitationH\x00R\x0eroomInvitationB\x06\n" +
+	"\x0froom_invitation\x18\t \x01(\v2\x1e.parley.wire.v1.RoomInvitationH\x00R\x0eroomInvitation\x12E\n" +
+	"\vroom_commit\x18\n" +
+	" \x01(\v2\".parley.wire.v1.RoomCommitDeliveryH\x00R\n" +
+	"roomCommitB\x06\n" +
 	"\x04body\"Z\n" +
 	"\x04Text\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x12\x12\n" +
@@ -1018,19 +1042,20 @@ func file_parley_wire_v1_dm_proto_rawDescGZIP() []byte {
 var file_parley_wire_v1_dm_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_parley_wire_v1_dm_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_parley_wire_v1_dm_proto_goTypes = []any{
-	(AckStatus)(0),           // 0: parley.wire.v1.AckStatus
-	(*DMFrame)(nil),          // 1: parley.wire.v1.DMFrame
-	(*DMMessage)(nil),        // 2: parley.wire.v1.DMMessage
-	(*DMAck)(nil),            // 3: parley.wire.v1.DMAck
-	(*Payload)(nil),          // 4: parley.wire.v1.Payload
-	(*Text)(nil),             // 5: parley.wire.v1.Text
-	(*Receipt)(nil),          // 6: parley.wire.v1.Receipt
-	(*MailboxList)(nil),      // 7: parley.wire.v1.MailboxList
-	(*RoomInvite)(nil),       // 8: parley.wire.v1.RoomInvite
-	(*SenderKey)(nil),        // 9: parley.wire.v1.SenderKey
-	(*RoomRosterUpdate)(nil), // 10: parley.wire.v1.RoomRosterUpdate
-	(*ResetNotice)(nil),      // 11: parley.wire.v1.ResetNotice
-	(*RoomInvitation)(nil),   // 12: parley.wire.v1.RoomInvitation
+	(AckStatus)(0),             // 0: parley.wire.v1.AckStatus
+	(*DMFrame)(nil),            // 1: parley.wire.v1.DMFrame
+	(*DMMessage)(nil),          // 2: parley.wire.v1.DMMessage
+	(*DMAck)(nil),              // 3: parley.wire.v1.DMAck
+	(*Payload)(nil),            // 4: parley.wire.v1.Payload
+	(*Text)(nil),               // 5: parley.wire.v1.Text
+	(*Receipt)(nil),            // 6: parley.wire.v1.Receipt
+	(*MailboxList)(nil),        // 7: parley.wire.v1.MailboxList
+	(*RoomInvite)(nil),         // 8: parley.wire.v1.RoomInvite
+	(*SenderKey)(nil),          // 9: parley.wire.v1.SenderKey
+	(*RoomRosterUpdate)(nil),   // 10: parley.wire.v1.RoomRosterUpdate
+	(*ResetNotice)(nil),        // 11: parley.wire.v1.ResetNotice
+	(*RoomInvitation)(nil),     // 12: parley.wire.v1.RoomInvitation
+	(*RoomCommitDelivery)(nil), // 13: parley.wire.v1.RoomCommitDelivery
 }
 var file_parley_wire_v1_dm_proto_depIdxs = []int32{
 	2,  // 0: parley.wire.v1.DMFrame.message:type_name -> parley.wire.v1.DMMessage
@@ -1044,11 +1069,12 @@ var file_parley_wire_v1_dm_proto_depIdxs = []int32{
 	10, // 8: parley.wire.v1.Payload.roster:type_name -> parley.wire.v1.RoomRosterUpdate
 	11, // 9: parley.wire.v1.Payload.reset:type_name -> parley.wire.v1.ResetNotice
 	12, // 10: parley.wire.v1.Payload.room_invitation:type_name -> parley.wire.v1.RoomInvitation
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	13, // 11: parley.wire.v1.Payload.room_commit:type_name -> parley.wire.v1.RoomCommitDelivery
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_parley_wire_v1_dm_proto_init() }
@@ -1070,6 +1096,7 @@ func file_parley_wire_v1_dm_proto_init() {
 		(*Payload_Roster)(nil),
 		(*Payload_Reset_)(nil),
 		(*Payload_RoomInvitation)(nil),
+		(*Payload_RoomCommit)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

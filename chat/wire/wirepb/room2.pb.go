@@ -1830,6 +1830,62 @@ func (x *JoinAnswer) GetError() string {
 	return ""
 }
 
+// RoomCommitDelivery carries one commit inside a 1:1 session
+// (Payload.room_commit); see PROTOCOL.md "Commits through mailboxes".
+type RoomCommitDelivery struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// room_id is the 32-byte id of the room.
+	RoomId []byte `protobuf:"bytes,1,opt,name=room_id,json=roomId,proto3" json:"room_id,omitempty"`
+	// commit is the signed commit, exactly as published on the room's topic.
+	Commit        *SignedCommit `protobuf:"bytes,2,opt,name=commit,proto3" json:"commit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RoomCommitDelivery) Reset() {
+	*x = RoomCommitDelivery{}
+	mi := &file_parley_wire_v1_room2_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RoomCommitDelivery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RoomCommitDelivery) ProtoMessage() {}
+
+func (x *RoomCommitDelivery) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_wire_v1_room2_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RoomCommitDelivery.ProtoReflect.Descriptor instead.
+func (*RoomCommitDelivery) Descriptor() ([]byte, []int) {
+	return file_parley_wire_v1_room2_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *RoomCommitDelivery) GetRoomId() []byte {
+	if x != nil {
+		return x.RoomId
+	}
+	return nil
+}
+
+func (x *RoomCommitDelivery) GetCommit() *SignedCommit {
+	if x != nil {
+		return x.Commit
+	}
+	return nil
+}
+
 var File_parley_wire_v1_room2_proto protoreflect.FileDescriptor
 
 const file_parley_wire_v1_room2_proto_rawDesc = "" +
@@ -1972,7 +2028,10 @@ const file_parley_wire_v1_room2_proto_rawDesc = "" +
 	"\x03key\x18\x02 \x01(\fR\x03key\"\"\n" +
 	"\n" +
 	"JoinAnswer\x12\x14\n" +
-	"\x05error\x18\x01 \x01(\tR\x05error*\xa2\x01\n" +
+	"\x05error\x18\x01 \x01(\tR\x05error\"c\n" +
+	"\x12RoomCommitDelivery\x12\x17\n" +
+	"\aroom_id\x18\x01 \x01(\fR\x06roomId\x124\n" +
+	"\x06commit\x18\x02 \x01(\v2\x1c.parley.wire.v1.SignedCommitR\x06commit*\xa2\x01\n" +
 	"\n" +
 	"ChangeKind\x12\x16\n" +
 	"\x12CHANGE_UNSPECIFIED\x10\x00\x12\x11\n" +
@@ -1998,32 +2057,33 @@ func file_parley_wire_v1_room2_proto_rawDescGZIP() []byte {
 }
 
 var file_parley_wire_v1_room2_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_parley_wire_v1_room2_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_parley_wire_v1_room2_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_parley_wire_v1_room2_proto_goTypes = []any{
-	(ChangeKind)(0),           // 0: parley.wire.v1.ChangeKind
-	(*RoomEnvelope)(nil),      // 1: parley.wire.v1.RoomEnvelope
-	(*AppMessage)(nil),        // 2: parley.wire.v1.AppMessage
-	(*KeyPackage)(nil),        // 3: parley.wire.v1.KeyPackage
-	(*SignedKeyPackage)(nil),  // 4: parley.wire.v1.SignedKeyPackage
-	(*CommitBody)(nil),        // 5: parley.wire.v1.CommitBody
-	(*CommitMember)(nil),      // 6: parley.wire.v1.CommitMember
-	(*Change)(nil),            // 7: parley.wire.v1.Change
-	(*SealedSecret)(nil),      // 8: parley.wire.v1.SealedSecret
-	(*SealedSecrets)(nil),     // 9: parley.wire.v1.SealedSecrets
-	(*SignedCommit)(nil),      // 10: parley.wire.v1.SignedCommit
-	(*JoinToken)(nil),         // 11: parley.wire.v1.JoinToken
-	(*SignedJoinToken)(nil),   // 12: parley.wire.v1.SignedJoinToken
-	(*JoinRequest)(nil),       // 13: parley.wire.v1.JoinRequest
-	(*LeaveProposal)(nil),     // 14: parley.wire.v1.LeaveProposal
-	(*RoomInvitation)(nil),    // 15: parley.wire.v1.RoomInvitation
-	(*RoomFetchRequest)(nil),  // 16: parley.wire.v1.RoomFetchRequest
-	(*RoomFetchResponse)(nil), // 17: parley.wire.v1.RoomFetchResponse
-	(*EpochState)(nil),        // 18: parley.wire.v1.EpochState
-	(*ChainState)(nil),        // 19: parley.wire.v1.ChainState
-	(*SkippedKey)(nil),        // 20: parley.wire.v1.SkippedKey
-	(*JoinAnswer)(nil),        // 21: parley.wire.v1.JoinAnswer
-	(Role)(0),                 // 22: parley.wire.v1.Role
-	(*SyncedMessage)(nil),     // 23: parley.wire.v1.SyncedMessage
+	(ChangeKind)(0),            // 0: parley.wire.v1.ChangeKind
+	(*RoomEnvelope)(nil),       // 1: parley.wire.v1.RoomEnvelope
+	(*AppMessage)(nil),         // 2: parley.wire.v1.AppMessage
+	(*KeyPackage)(nil),         // 3: parley.wire.v1.KeyPackage
+	(*SignedKeyPackage)(nil),   // 4: parley.wire.v1.SignedKeyPackage
+	(*CommitBody)(nil),         // 5: parley.wire.v1.CommitBody
+	(*CommitMember)(nil),       // 6: parley.wire.v1.CommitMember
+	(*Change)(nil),             // 7: parley.wire.v1.Change
+	(*SealedSecret)(nil),       // 8: parley.wire.v1.SealedSecret
+	(*SealedSecrets)(nil),      // 9: parley.wire.v1.SealedSecrets
+	(*SignedCommit)(nil),       // 10: parley.wire.v1.SignedCommit
+	(*JoinToken)(nil),          // 11: parley.wire.v1.JoinToken
+	(*SignedJoinToken)(nil),    // 12: parley.wire.v1.SignedJoinToken
+	(*JoinRequest)(nil),        // 13: parley.wire.v1.JoinRequest
+	(*LeaveProposal)(nil),      // 14: parley.wire.v1.LeaveProposal
+	(*RoomInvitation)(nil),     // 15: parley.wire.v1.RoomInvitation
+	(*RoomFetchRequest)(nil),   // 16: parley.wire.v1.RoomFetchRequest
+	(*RoomFetchResponse)(nil),  // 17: parley.wire.v1.RoomFetchResponse
+	(*EpochState)(nil),         // 18: parley.wire.v1.EpochState
+	(*ChainState)(nil),         // 19: parley.wire.v1.ChainState
+	(*SkippedKey)(nil),         // 20: parley.wire.v1.SkippedKey
+	(*JoinAnswer)(nil),         // 21: parley.wire.v1.JoinAnswer
+	(*RoomCommitDelivery)(nil), // 22: parley.wire.v1.RoomCommitDelivery
+	(Role)(0),                  // 23: parley.wire.v1.Role
+	(*SyncedMessage)(nil),      // 24: parley.wire.v1.SyncedMessage
 }
 var file_parley_wire_v1_room2_proto_depIdxs = []int32{
 	2,  // 0: parley.wire.v1.RoomEnvelope.app:type_name -> parley.wire.v1.AppMessage
@@ -2033,18 +2093,19 @@ var file_parley_wire_v1_room2_proto_depIdxs = []int32{
 	14, // 4: parley.wire.v1.RoomEnvelope.leave:type_name -> parley.wire.v1.LeaveProposal
 	6,  // 5: parley.wire.v1.CommitBody.members:type_name -> parley.wire.v1.CommitMember
 	7,  // 6: parley.wire.v1.CommitBody.changes:type_name -> parley.wire.v1.Change
-	22, // 7: parley.wire.v1.CommitMember.role:type_name -> parley.wire.v1.Role
+	23, // 7: parley.wire.v1.CommitMember.role:type_name -> parley.wire.v1.Role
 	0,  // 8: parley.wire.v1.Change.kind:type_name -> parley.wire.v1.ChangeKind
-	22, // 9: parley.wire.v1.Change.role:type_name -> parley.wire.v1.Role
+	23, // 9: parley.wire.v1.Change.role:type_name -> parley.wire.v1.Role
 	8,  // 10: parley.wire.v1.SealedSecrets.secrets:type_name -> parley.wire.v1.SealedSecret
-	23, // 11: parley.wire.v1.RoomFetchResponse.messages:type_name -> parley.wire.v1.SyncedMessage
+	24, // 11: parley.wire.v1.RoomFetchResponse.messages:type_name -> parley.wire.v1.SyncedMessage
 	19, // 12: parley.wire.v1.EpochState.chains:type_name -> parley.wire.v1.ChainState
 	20, // 13: parley.wire.v1.ChainState.skipped:type_name -> parley.wire.v1.SkippedKey
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	10, // 14: parley.wire.v1.RoomCommitDelivery.commit:type_name -> parley.wire.v1.SignedCommit
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_parley_wire_v1_room2_proto_init() }
@@ -2066,7 +2127,7 @@ func file_parley_wire_v1_room2_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_wire_v1_room2_proto_rawDesc), len(file_parley_wire_v1_room2_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   21,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
