@@ -91,6 +91,11 @@ func (s *Service) applyDelivered(ctx context.Context, from peer.ID, d *wirepb.Ro
 	if r == nil || r.public {
 		return fmt.Errorf("room commit from %s: %w", from, ErrNotMember)
 	}
+	if !s.nextCommit(r, d.GetCommit()) && !s.commitRate.Allow(peer.ID("delivered/"+from), s.now()) {
+		// The budget of the topic (checkCommit), per deliverer: anything
+		// but our successor costs a signature check and HPKE work.
+		return fmt.Errorf("room %s: commits delivered by %s over budget", r.name, from)
+	}
 	c, err := group.CommitFromProto(d.GetCommit())
 	if err != nil {
 		return fmt.Errorf("room commit from %s: %w", from, err)
