@@ -511,8 +511,8 @@ func writeFrames(st network.Stream, batch []outFrame) error {
 // readAcks reads one ack per frame of a batch written earlier and records them.
 func (s *Service) readAcks(ctx context.Context, st network.Stream, r *wire.Reader, p peer.ID, batch []outFrame) error {
 	st.SetReadDeadline(time.Now().Add(ackTimeout))
-	var done []outFrame
-	defer func() { s.acked(ctx, p, done) }()
+	var done, refused []outFrame
+	defer func() { s.acked(ctx, p, done, refused) }()
 	for _, f := range batch {
 		var fr wirepb.DMFrame
 		if err := r.ReadFrame(wire.MaxFrameSize, &fr); err != nil {
@@ -528,6 +528,15 @@ func (s *Service) readAcks(ctx context.Context, st network.Stream, r *wire.Reade
 			s.stats.acked.Add(1)
 		case wirepb.AckStatus_ACK_STATUS_REJECTED:
 			s.stats.rejected.Add(1)
+			if strings.HasPrefix(ack.Reason, payloadRefused) {
+				// The frame authenticated and its payload was judged and
+				// refused (a body or version the peer does not take):
+				// sending it again, under this session or a new one,
+				// would be refused again (PROTOCOL.md "Payloads").
+				s.log.Warn("peer refused a payload; dropped", "peer", p, "reason", ack.Reason)
+				refused = append(refused, f)
+				continue
+			}
 			s.log.Warn("peer rejected a message; restarting the session", "peer", p, "reason", ack.Reason)
 			if err := s.resetSession(ctx, p, false); err != nil {
 				return err
@@ -541,16 +550,33 @@ func (s *Service) readAcks(ctx context.Context, st network.Stream, r *wire.Reade
 	return nil
 }
 
+// payloadRefused begins the reason of a REJECTED ack for a frame that
+// authenticated but whose payload the receiver refused.
+const payloadRefused = "payload refused: "
+
 // acked removes acknowledged frames from the outbox and marks their
-// messages sent.
-func (s *Service) acked(ctx context.Context, p peer.ID, frames []outFrame) {
-	if len(frames) == 0 {
+// messages sent; refused frames leave the outbox too, their messages
+// marked refused.
+func (s *Service) acked(ctx context.Context, p peer.ID, frames, refused []outFrame) {
+	if len(frames) == 0 && len(refused) == 0 {
 		return
 	}
 	var sent [][]byte
 	ctx = context.WithoutCancel(ctx) // an ack received must be recorded
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
 		sent = sent[:0]
+		for _, f := range refused {
+			if _, err := s.db.Exec(ctx, tx, "DELETE FROM outbox WHERE n = ?", f.n); err != nil {
+				return err
+			}
+			changed, err := s.returnedIDs(ctx, tx, "UPDATE messages SET state = ? WHERE state = ? AND outgoing = 1 AND id = ? RETURNING id", apitype.StateRefused, apitype.StatePending, f.id)
+			if err != nil {
+				return err
+			}
+			if changed[string(f.id)] {
+				sent = append(sent, f.id)
+			}
+		}
 		for len(frames) > 0 {
 			chunk := frames[:min(len(frames), maxInList)]
 			frames = frames[len(chunk):]

@@ -247,7 +247,7 @@ func (s *Service) receiveBatch(ctx context.Context, src source, batch []*wirepb.
 		// its message key is spent all the same.
 		if _, err := wire.DecodePayload(o.plain); err != nil {
 			s.log.Info("refused payload", "peer", remote, "err", err)
-			acks[i] = ackFor(batch[i], wirepb.AckStatus_ACK_STATUS_REJECTED, reason(fmt.Errorf("payload refused: %w", err)))
+			acks[i] = ackFor(batch[i], wirepb.AckStatus_ACK_STATUS_REJECTED, reason(fmt.Errorf("%s%w", payloadRefused, err)))
 			continue
 		}
 		ok = append(ok, o)

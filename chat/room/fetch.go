@@ -575,5 +575,17 @@ func (s *Service) verifyFetched(r *room, m *wirepb.SyncedMessage) (bool, error) 
 // reportFork tells the user that the room forked deeper than the fork
 // rule heals.
 func (s *Service) reportFork(r *room, c *group.Commit) {
+	r.gmu.Lock()
+	if g := r.g; g != nil {
+		if g.forks[c.Hash()] {
+			r.gmu.Unlock()
+			return // reported already: a replay of it adds nothing
+		}
+		if g.forks == nil || len(g.forks) >= maxForkReports {
+			g.forks = map[group.Hash]bool{}
+		}
+		g.forks[c.Hash()] = true
+	}
+	r.gmu.Unlock()
 	s.alert(r, c.Issuer, fmt.Sprintf("the room forked at epoch %d: a commit by %s we cannot follow; ask the owner to re-commit the change", c.Epoch, c.Issuer))
 }

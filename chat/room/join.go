@@ -829,6 +829,10 @@ func (s *Service) awaitJoined(ctx context.Context, r *room) (apitype.JoinResult,
 		r.gmu.Lock()
 		joined := r.g != nil && r.g.cur() != nil
 		name := r.name
+		var link string
+		if r.join != nil {
+			link = r.join.link
+		}
 		r.gmu.Unlock()
 		if joined {
 			info, err := s.Info(context.Background(), name)
@@ -844,7 +848,7 @@ func (s *Service) awaitJoined(ctx context.Context, r *room) (apitype.JoinResult,
 		select {
 		case <-ctx.Done():
 			var detail string
-			s.db.QueryRow(context.Background(), nil, "SELECT detail FROM room_joins WHERE link = ?", r.join.link).Scan(&detail)
+			s.db.QueryRow(context.Background(), nil, "SELECT detail FROM room_joins WHERE link = ?", link).Scan(&detail)
 			return apitype.JoinResult{Status: "waiting", Room: apitype.Room{Name: "#" + name, State: "waiting", Detail: detail}, Detail: detail}, nil
 		case <-ch:
 		case <-time.After(200 * time.Millisecond):

@@ -18,11 +18,16 @@ import (
 	"github.com/parley-im/parley/peer/apitype"
 )
 
+// maxInboxPerSender bounds one sender's payloads waiting in room_inbox.
+const maxInboxPerSender = 64
+
 // HandlePayload receives room payloads from the 1:1 sessions, inside the
 // transaction that commits their frame. It only queues them (room_inbox);
-// the inbox loop applies them once the frame has committed. Only
-// invitations travel over 1:1 sessions in rooms version 2; the version-1
-// payloads (room secrets, sender keys, rosters) are dropped.
+// the inbox loop applies them once the frame has committed. In rooms
+// version 2, invitations (from contacts only) and commits (from anyone:
+// deliver.go judges them) travel over 1:1 sessions; the version-1
+// payloads (room secrets, sender keys, rosters) are dropped. At most
+// maxInboxPerSender of one sender's wait at a time.
 func (s *Service) HandlePayload(ctx context.Context, tx *sql.Tx, from peer.ID, p *wirepb.Payload) {
 	switch p.Body.(type) {
 	case *wirepb.Payload_RoomInvitation, *wirepb.Payload_RoomCommit:
@@ -34,6 +39,14 @@ func (s *Service) HandlePayload(ctx context.Context, tx *sql.Tx, from peer.ID, p
 	}
 	b, err := proto.Marshal(p)
 	if err != nil {
+		return
+	}
+	var queued int
+	if err := s.db.QueryRow(ctx, tx, "SELECT count(*) FROM room_inbox WHERE sender = ?", from.String()).Scan(&queued); err != nil || queued >= maxInboxPerSender {
+		// The loop drains the queue within a second; a peer that outruns
+		// it loses what it sends on top (its frames are still acked: the
+		// payload was taken and judged, like a refused invitation).
+		s.log.Info("room payload dropped: too many queued from its sender", "from", from, "queued", queued, "err", err)
 		return
 	}
 	if _, err := s.db.Exec(ctx, tx, "INSERT INTO room_inbox(sender, payload, at) VALUES(?, ?, ?)", from.String(), b, s.now().UnixMilli()); err != nil {

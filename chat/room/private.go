@@ -45,6 +45,13 @@ type groupState struct {
 	updates map[peer.ID]*group.KeyPackage
 	// pendingKP is the key package we published and no commit carries yet.
 	pendingKP *group.KeyPackage
+	// held are commits delivered 1:1 whose parent we did not hold yet
+	// (deliver.go), tried again after each commit we apply; at most
+	// maxHeld, the oldest dropped first.
+	held []*group.Commit
+	// forks are the commits a fork was reported for (reportFork): one
+	// alert per commit, however often it is replayed.
+	forks map[group.Hash]bool
 }
 
 // cur returns the current epoch, or nil (removed, or not loaded).

@@ -80,8 +80,9 @@ type Service struct {
 	finder     providerFinder // nil: no rendezvous
 	budgets    syncBudgets    // of /parley/roomsync/1 and /2 (sync_budget.go)
 
-	// mu guards the in-memory view of the rooms; it is never held across a
-	// database transaction or a network call.
+	// mu guards the in-memory view of the rooms. Lock order: a room's gmu
+	// before mu (never take a gmu while holding mu: see roomList). mu is
+	// never held across a database transaction or a network call.
 	mu    sync.RWMutex
 	rooms map[ID]*room // guarded by mu
 	// sending holds the ids of our messages Send is publishing (guarded
@@ -407,6 +408,19 @@ func (s *Service) stopLocked(r *room) {
 		}
 		s.ps.UnregisterTopicValidator(topic)
 	}()
+}
+
+// roomList returns the rooms as they are now. Callers that take r.gmu
+// iterate over it rather than over s.rooms: s.mu is never held while
+// r.gmu is taken (code holding r.gmu takes s.mu, briefly).
+func (s *Service) roomList() []*room {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]*room, 0, len(s.rooms))
+	for _, r := range s.rooms {
+		out = append(out, r)
+	}
+	return out
 }
 
 func (s *Service) room(id ID) *room {

@@ -127,9 +127,7 @@ const (
 
 // joinRetry is when the waiting joins ask again.
 func (s *Service) joinRetry() time.Duration {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	for _, r := range s.rooms {
+	for _, r := range s.roomList() {
 		r.gmu.Lock()
 		fresh := r.join != nil && s.now().Sub(r.join.started) < fastJoinPeriod
 		r.gmu.Unlock()
@@ -369,10 +367,8 @@ func (s *Service) serveSync(remote peer.ID, req *wirepb.RoomSyncRequest) *wirepb
 // relayOnlyMembers lists, for every room, the current members this node is
 // connected to only through a relay.
 func (s *Service) relayOnlyMembers() []syncJob {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
 	var out []syncJob
-	for id, r := range s.rooms {
+	for _, r := range s.roomList() {
 		if r.public {
 			continue
 		}
@@ -380,7 +376,7 @@ func (s *Service) relayOnlyMembers() []syncJob {
 		if r.g != nil && r.g.cur() != nil {
 			for _, m := range r.g.st.Commit.Members {
 				if m.ID != s.self() && s.host.Network().Connectedness(m.ID) == network.Limited {
-					out = append(out, syncJob{id, m.ID})
+					out = append(out, syncJob{r.id, m.ID})
 				}
 			}
 		}

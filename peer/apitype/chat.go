@@ -8,6 +8,7 @@ const (
 	StateSent      = "sent"      // the peer's node committed it (transport ack)
 	StateDelivered = "delivered" // the peer's E2E receipt arrived
 	StateReceived  = "received"  // an incoming message
+	StateRefused   = "refused"   // the peer's node took the frame but refused its content (never resent)
 )
 
 // Contact is one entry of GET /v1/contacts.

@@ -29,6 +29,8 @@ func tick(m apitype.Message) string {
 		return "✓"
 	case apitype.StateDelivered:
 		return "✓✓"
+	case apitype.StateRefused:
+		return "✗ refused"
 	}
 	return ""
 }
@@ -37,7 +39,7 @@ func tick(m apitype.Message) string {
 // back (a receipt can overtake the answer to Send).
 func rank(state string) int {
 	switch state {
-	case apitype.StateSent:
+	case apitype.StateSent, apitype.StateRefused:
 		return 1
 	case apitype.StateDelivered, apitype.StateReceived:
 		return 2
