@@ -428,6 +428,26 @@ func (c *roomClient) nextCommit(e uint64) *wirepb.SignedCommit {
 	return env.GetCommit()
 }
 
+// nextWelcome waits for the node's commit, after epoch after, that lists
+// the client.
+func (c *roomClient) nextWelcome(after uint64) *wirepb.SignedCommit {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	env, _, err := c.envelope(ctx, func(env *wirepb.RoomEnvelope) bool {
+		sc := env.GetCommit()
+		if sc == nil {
+			return false
+		}
+		p, err := checkSigned(sc)
+		return err == nil && p.body.Epoch > after && p.members[string(c.id)] != nil
+	})
+	if err != nil {
+		c.t.Fatalf("no commit adding the client on the topic: %v", err)
+	}
+	return env.GetCommit()
+}
+
 // nextApp waits for the node's next application message on the topic.
 func (c *roomClient) nextApp() (*wirepb.AppMessage, *pubsub.Message) {
 	c.t.Helper()
@@ -864,6 +884,23 @@ func (c *roomClient) publishEnv(env *wirepb.RoomEnvelope) {
 // "Validation of the topic" (an epoch we hold, epoch_hash, the MAC, a
 // generation not used before) and decrypts it.
 func (c *roomClient) openApp(author []byte, m *wirepb.AppMessage) (string, error) {
+	text, err := c.checkApp(author, m)
+	if err != nil {
+		return "", err
+	}
+	e := c.epochs[m.Epoch]
+	if e.used[string(author)][m.Generation] {
+		return "", fmt.Errorf("generation %d used before", m.Generation)
+	}
+	if e.used[string(author)] == nil {
+		e.used[string(author)] = map[uint32]bool{}
+	}
+	e.used[string(author)][m.Generation] = true
+	return text, nil
+}
+
+// checkApp is openApp without the record of used generations.
+func (c *roomClient) checkApp(author []byte, m *wirepb.AppMessage) (string, error) {
 	t := c.t
 	t.Helper()
 	e := c.epochs[m.Epoch]
@@ -882,10 +919,7 @@ func (c *roomClient) openApp(author []byte, m *wirepb.AppMessage) (string, error
 	if !bytes.Equal(mac(e.keys.membership, macInput(c.room, m, author)), m.MembershipMac) {
 		return "", errors.New("membership MAC")
 	}
-	if e.used[string(author)][m.Generation] {
-		return "", fmt.Errorf("generation %d used before", m.Generation)
-	}
-	aead, err := chacha20poly1305.New(messageKey(t, e, author, m.Generation))
+	aead, err := newAEAD(messageKey(t, e, author, m.Generation))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -893,10 +927,6 @@ func (c *roomClient) openApp(author []byte, m *wirepb.AppMessage) (string, error
 	if err != nil {
 		return "", fmt.Errorf("ciphertext: %w", err)
 	}
-	if e.used[string(author)] == nil {
-		e.used[string(author)] = map[uint32]bool{}
-	}
-	e.used[string(author)][m.Generation] = true
 	return string(pt), nil
 }
 

@@ -119,7 +119,7 @@ func joinByLink(t *testing.T, node *peertest.Running, room []byte, link string) 
 		t.Fatalf("/parley/roomjoin/2 answered %q, want \"\" (accepted)", a.Error)
 	}
 	// "the commit adding the joiner follows on the topic".
-	sc := c.nextCommit(tok.Epoch + 1)
+	sc := c.nextWelcome(tok.Epoch)
 	w, err := checkSigned(sc)
 	if err != nil {
 		t.Fatalf("the welcome: %v", err)
