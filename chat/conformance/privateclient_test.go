@@ -179,6 +179,7 @@ type roomClient struct {
 	epochs  map[uint64]*epochState
 	cur     uint64
 	sendGen map[uint64]uint32
+	last    uint64 // the room's clock
 }
 
 // newRoomClient starts a bare host with its own gossipsub router (StrictSign,
@@ -863,9 +864,16 @@ func (c *roomClient) send(e uint64, text string) *wirepb.AppMessage {
 	}
 	g := c.sendGen[e]
 	c.sendGen[e]++
-	m := sealApp(c.t, c.room, c.epochs[e], c.id, g, newID(), hlcAt(time.Now(), 0), text)
+	m := sealApp(c.t, c.room, c.epochs[e], c.id, g, newID(), c.nextHLC(), text)
 	c.publishApp(m)
 	return m
+}
+
+// nextHLC is the room's clock ("Clocks"): max(now_ms << 16, last + 1),
+// last the greatest hlc sent or accepted in the room.
+func (c *roomClient) nextHLC() uint64 {
+	c.last = max(hlcAt(time.Now(), 0), c.last+1)
+	return c.last
 }
 
 func (c *roomClient) publishApp(m *wirepb.AppMessage) {
@@ -896,6 +904,7 @@ func (c *roomClient) openApp(author []byte, m *wirepb.AppMessage) (string, error
 		e.used[string(author)] = map[uint32]bool{}
 	}
 	e.used[string(author)][m.Generation] = true
+	c.last = max(c.last, m.Hlc)
 	return text, nil
 }
 
