@@ -66,8 +66,10 @@
 //     chain's parent hashes and signatures, messages, pages, proofs of the
 //     current and previous epoch, commits without a proof, refusals);
 //     TestPrivateRoomFetchHighCursor is skipped for a node bug.
-//   - Rooms version 2, byte layouts: TestRoomKeyScheduleVectors and
-//     TestRoomCommitVectors recompute every value of
+//   - Rooms version 2, byte layouts: TestRoomKeyScheduleVectors,
+//     TestRoomCommitVectors and TestRoomChangesVectors (ROLE, UPDATE,
+//     LEAVE and REMOVE commits, the fork tie-break, the rendezvous CID,
+//     the RoomEnvelope of each body) recompute every value of
 //     chat/room/group/testdata from the text with the standard library and
 //     x/crypto, without chat/room/group.
 //

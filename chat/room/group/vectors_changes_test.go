@@ -86,7 +86,7 @@ func TestKnownAnswersChanges(t *testing.T) {
 	c, cv := vectorIdent(t, "carol")
 	ck, _ := hpkeKEM.NewPrivateKey(seed("hpke carol 2"))
 	cik, _ := hpkeKEM.NewPrivateKey(seed("hpke init carol 2"))
-	ckp, ckpp, err := newKeyPackage(c.priv, ck, cik, t0.Add(3*time.Minute))
+	ckp, _, err := newKeyPackage(c.priv, ck, cik, t0.Add(3*time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,7 +267,6 @@ func TestKnownAnswersChanges(t *testing.T) {
 		encKeys[string(iv.PeerID)] = append(encKeys[string(iv.PeerID)], k)
 		initKeys[string(iv.PeerID)] = append(initKeys[string(iv.PeerID)], ik)
 	}
-	_ = ckpp
 	var parent *Commit
 	for i, wv := range want.Commits {
 		gv := got.Commits[i]
