@@ -51,7 +51,12 @@
 //     "Joining", "/parley/roomjoin/2" (link decoding, token, key package,
 //     join request, the welcome on the topic and the chain fetched with
 //     the token, HPKE, key schedule, confirmation tag; used-up, bad-proof
-//     and copied requests): TestPrivateRoomJoin. "Messages" both ways:
+//     and copied requests): TestPrivateRoomJoin; the request on the
+//     topic and the welcome published again: TestPrivateRoomJoinOnTopic;
+//     the welcome fetched with the token: TestPrivateRoomWelcomeBySync.
+//     "Key packages" (UPDATE): TestPrivateRoomKeyPackageUpdate, and
+//     TestPrivateRoomPromoteWithPendingUpdate (skipped for a node bug).
+//     "Leaving": TestPrivateRoomLeave. "Messages" both ways:
 //     TestPrivateRoomReceive (MAC, AD binding of author and msg_id,
 //     epoch_hash, consecutive generations), TestPrivateRoomSend. Refusals,
 //     each against a control the node shows: TestPrivateRoomRefusals

@@ -175,6 +175,8 @@ type roomClient struct {
 
 	enc, init hpke.PrivateKey // key package private keys (init nil once erased)
 	kp        []byte          // our current SignedKeyPackage
+	// privs holds every HPKE private key of ours not erased, by public key.
+	privs map[string]hpke.PrivateKey
 
 	epochs  map[uint64]*epochState
 	cur     uint64
@@ -187,6 +189,13 @@ type roomClient struct {
 // says), connects it to the node, subscribes to the room's topic and
 // returns once each side sees the other on it.
 func newRoomClient(t *testing.T, node *peertest.Running, room []byte) *roomClient {
+	t.Helper()
+	return newRoomHost(t, node, room, false)
+}
+
+// newRoomHost is newRoomClient; with offTopic, the client connects to the
+// node without subscribing to the room's topic.
+func newRoomHost(t *testing.T, node *peertest.Running, room []byte, offTopic bool) *roomClient {
 	t.Helper()
 	priv, _, err := crypto.GenerateEd25519Key(rand.Reader)
 	if err != nil {
@@ -207,12 +216,16 @@ func newRoomClient(t *testing.T, node *peertest.Running, room []byte) *roomClien
 		t.Fatal(err)
 	}
 	c := &roomClient{t: t, node: node, h: h, key: ed25519.PrivateKey(raw), id: []byte(h.ID()), room: room, ps: ps,
-		epochs: map[uint64]*epochState{}, sendGen: map[uint64]uint32{}}
+		epochs: map[uint64]*epochState{}, sendGen: map[uint64]uint32{}, privs: map[string]hpke.PrivateKey{}}
 	t.Cleanup(func() {
 		cancel()
 		h.Close()
 	})
-	c.topic, c.sub = c.joinTopic(privateTopic(room))
+	if !offTopic {
+		c.topic, c.sub = c.joinTopic(privateTopic(room))
+	} else if err := h.Connect(ctx, node.AddrInfo()); err != nil {
+		t.Fatal(err)
+	}
 	return c
 }
 
@@ -272,6 +285,8 @@ func (c *roomClient) newKeyPackage(created time.Time) []byte {
 	if c.init, err = roomKEM.GenerateKey(); err != nil {
 		t.Fatal(err)
 	}
+	c.privs[string(c.enc.PublicKey().Bytes())] = c.enc
+	c.privs[string(c.init.PublicKey().Bytes())] = c.init
 	body := marshalDet(t, &wirepb.KeyPackage{Owner: c.id, HpkePublicKey: c.enc.PublicKey().Bytes(), CreatedAtMs: created.UnixMilli(), HpkeInitKey: c.init.PublicKey().Bytes()})
 	c.kp = marshalDet(t, &wirepb.SignedKeyPackage{KeyPackage: body, Signature: ed25519.Sign(c.key, cat(label0("parley/room/2 key package"), body))})
 	if len(c.kp) > 512 {
@@ -759,28 +774,35 @@ func (c *roomClient) take(p *parsedCommit, welcome bool) *epochState {
 		t.Fatalf("commit of epoch %d does not list the client", b.Epoch)
 	}
 	entry := p.sealed.Secrets[idx]
+	listed := p.kps[string(c.id)]
+	enc, init := c.privs[string(listed.HpkePublicKey)], c.privs[string(listed.HpkeInitKey)]
+	if enc == nil {
+		t.Fatalf("epoch %d lists an encryption key of the client it does not hold", b.Epoch)
+	}
 	var joiner []byte
 	if welcome {
 		info := cat([]byte("parley/room/2 welcome"), b.RoomId, u64(b.Epoch))
-		if c.init == nil {
+		if init == nil {
 			t.Fatal("the init key is erased")
 		}
-		if _, err := hpkeOpen(c.enc, entry.Enc, info, p.ctx, entry.Ciphertext); err == nil {
+		if _, err := hpkeOpen(enc, entry.Enc, info, p.ctx, entry.Ciphertext); err == nil {
 			t.Error("the welcome opens with the encryption key; \"Sealing\" seals it to the init key")
 		}
-		js, err := hpkeOpen(c.init, entry.Enc, info, p.ctx, entry.Ciphertext)
+		js, err := hpkeOpen(init, entry.Enc, info, p.ctx, entry.Ciphertext)
 		if err != nil {
 			t.Fatalf("the welcome does not open with the init key, info \"parley/room/2 welcome\" ‖ room ‖ u64(epoch), aad the context: %v", err)
 		}
 		joiner = js
-		c.init = nil // "erases the init key"
+		// "erases the init key"
+		delete(c.privs, string(listed.HpkeInitKey))
+		c.init = nil
 	} else {
 		prev := c.epochs[b.Epoch-1]
 		if prev == nil || prev.keys == nil {
 			t.Fatalf("no init secret of epoch %d", b.Epoch-1)
 		}
 		info := cat([]byte("parley/room/2 commit secret"), b.RoomId, u64(b.Epoch))
-		cs, err := hpkeOpen(c.enc, entry.Enc, info, p.ctx, entry.Ciphertext)
+		cs, err := hpkeOpen(enc, entry.Enc, info, p.ctx, entry.Ciphertext)
 		if err != nil {
 			t.Fatalf("the commit secret of epoch %d does not open with the encryption key: %v", b.Epoch, err)
 		}

@@ -105,9 +105,28 @@ func checkToken(t *testing.T, node *peertest.Running, room []byte, inv *wirepb.R
 // and check the confirmation tag.
 func joinByLink(t *testing.T, node *peertest.Running, room []byte, link string) *joinedClient {
 	t.Helper()
+	return joinVia(t, node, room, link, askOnStream)
+}
+
+// How a joiner asks and takes its welcome ("Joining").
+type joinPath int
+
+const (
+	// askOnStream: the request on /parley/roomjoin/2, the welcome on the
+	// topic.
+	askOnStream joinPath = iota
+	// askOnTopic: the request published on the topic, the welcome on it.
+	askOnTopic
+	// askOffTopic: the request on /parley/roomjoin/2 by a joiner not on
+	// the topic, the welcome fetched with the token.
+	askOffTopic
+)
+
+func joinVia(t *testing.T, node *peertest.Running, room []byte, link string, how joinPath) *joinedClient {
+	t.Helper()
 	inv := decodeRoomLink(t, link)
 	tok := checkToken(t, node, room, inv)
-	c := &joinedClient{roomClient: newRoomClient(t, node, room), inv: inv, tok: tok}
+	c := &joinedClient{roomClient: newRoomHost(t, node, room, how == askOffTopic), inv: inv, tok: tok}
 	issuer, err := peer.IDFromBytes(tok.Issuer)
 	if err != nil {
 		t.Fatal(err)
@@ -115,20 +134,39 @@ func joinByLink(t *testing.T, node *peertest.Running, room []byte, link string) 
 
 	kp := c.newKeyPackage(time.Now())
 	req := c.joinRequest(inv, kp)
-	if a := c.askJoin(issuer, req); a.Error != "" {
+	if how == askOnTopic {
+		c.publishEnv(&wirepb.RoomEnvelope{Version: 2, RoomId: room, Body: &wirepb.RoomEnvelope_JoinRequest{JoinRequest: req}})
+	} else if a := c.askJoin(issuer, req); a.Error != "" {
 		t.Fatalf("/parley/roomjoin/2 answered %q, want \"\" (accepted)", a.Error)
 	}
-	// "the commit adding the joiner follows on the topic".
-	sc := c.nextWelcome(tok.Epoch)
-	w, err := checkSigned(sc)
-	if err != nil {
-		t.Fatalf("the welcome: %v", err)
-	}
-
 	// The chain from the token's commit, asked with the token (a room of
 	// one: the issuer's chain is enough).
 	fr := &wirepb.RoomFetchRequest{Version: 2, RoomId: room, CommitsAfter: tok.Epoch - 1, AfterHlc: ^uint64(0), Proof: make([]byte, 32), JoinToken: inv.Token}
-	resp := c.fetch(fr)
+	var w *parsedCommit
+	var resp *wirepb.RoomFetchResponse
+	if how == askOffTopic {
+		// "or by asking for it": the issuer serves the chain once its
+		// roster lists the joiner; until then, "join token refused".
+		peertest.Eventually(t, 30*time.Second, "the welcome served with the token", func() bool {
+			resp = c.fetch(fr)
+			if resp.Error != "" && resp.Error != "join token refused" && resp.Error != "rate limited" {
+				t.Fatalf("joiner fetch: %q", resp.Error)
+			}
+			for _, raw := range resp.Commits {
+				if p, err := checkOnItsOwn(raw); err == nil && p.members[string(c.id)] != nil {
+					w = p
+					return true
+				}
+			}
+			return false
+		})
+	} else {
+		// "the commit adding the joiner follows on the topic".
+		if w, err = checkSigned(c.nextWelcome(tok.Epoch)); err != nil {
+			t.Fatalf("the welcome: %v", err)
+		}
+		resp = c.fetch(fr)
+	}
 	if resp.Error != "" || len(resp.Messages) != 0 {
 		t.Fatalf("joiner fetch: error %q, %d messages; want the commits only", resp.Error, len(resp.Messages))
 	}
