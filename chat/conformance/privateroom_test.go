@@ -337,8 +337,8 @@ func sealedFor(t *testing.T, room []byte, e *epochState, keyAuthor, adAuthor []b
 }
 
 // TestPrivateRoomSend checks that the node shows, under the client's
-// name, an AppMessage the client sealed itself per "Messages" (and logs
-// it once).
+// name, an AppMessage the client sealed itself per "Messages", dated by
+// its hlc, and logs it once.
 func TestPrivateRoomSend(t *testing.T) {
 	node := startNode(t)
 	room, link := privateRoom(t, node, "conf", 1)
@@ -347,12 +347,13 @@ func TestPrivateRoomSend(t *testing.T) {
 	defer cancel()
 	for i := range 3 {
 		text := fmt.Sprintf("hello %d from a foreign client", i)
-		at := time.Now()
 		m := c.send(0, text)
 		got := shown(t, ev, c.peerID(), m.MsgId)
-		if got.Text != text || got.Outgoing || got.Conv != "#conf" || got.SentAt.UnixMilli() != int64(m.Hlc>>16) {
+		if at := time.UnixMilli(int64(m.Hlc >> 16)); got.Text != text || got.Outgoing || got.Conv != "#conf" || !got.SentAt.Equal(at) {
 			t.Fatalf("shown as %+v; want %q from %s sent at %v", got, text, c.peerID(), at)
 		}
+		if n := len(logged(t, node, "#conf", c.peerID(), m.MsgId)); n != 1 {
+			t.Fatalf("the log holds the message %d times", n)
+		}
 	}
-	_ = room
 }
