@@ -70,7 +70,9 @@
 //     member's fetch). "/parley/roomsync/2": TestPrivateRoomFetch (the
 //     chain's parent hashes and signatures, messages, pages, proofs of the
 //     current and previous epoch, commits without a proof, refusals);
-//     TestPrivateRoomFetchHighCursor is skipped for a node bug.
+//     TestPrivateRoomFetchHighCursor is skipped for a node bug; the node
+//     as requester (its proof, paging): TestPrivateRoomSyncRequester,
+//     skipped for a node bug.
 //   - Rooms version 2, byte layouts: TestRoomKeyScheduleVectors,
 //     TestRoomCommitVectors and TestRoomChangesVectors (ROLE, UPDATE,
 //     LEAVE and REMOVE commits, the fork tie-break, the rendezvous CID,

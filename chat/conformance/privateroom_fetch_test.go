@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/ed25519"
 	"fmt"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/parley-im/parley/chat/wire/wirepb"
 )
@@ -209,5 +213,100 @@ func TestPrivateRoomFetchHighCursor(t *testing.T) {
 			t.Errorf("after_hlc %d: error %q, %d commits, %d messages; want the commit of epoch %d and no message",
 				after, resp.Error, len(resp.Commits), len(resp.Messages), c.cur)
 		}
+	}
+}
+
+// signedSynced makes a stored gossipsub message of the client on the
+// room's topic, as StrictSign signs it.
+func (c *roomClient) signedSynced(data []byte, seqno uint64) *wirepb.SyncedMessage {
+	sm := &wirepb.SyncedMessage{From: c.id, Data: data, Seqno: u64(seqno)}
+	var in []byte
+	in = protowire.AppendTag(in, 1, protowire.BytesType)
+	in = protowire.AppendBytes(in, sm.From)
+	in = protowire.AppendTag(in, 2, protowire.BytesType)
+	in = protowire.AppendBytes(in, sm.Data)
+	in = protowire.AppendTag(in, 3, protowire.BytesType)
+	in = protowire.AppendBytes(in, sm.Seqno)
+	in = protowire.AppendTag(in, 4, protowire.BytesType)
+	in = protowire.AppendString(in, privateTopic(c.room))
+	sm.Signature = ed25519.Sign(c.key, append([]byte("libp2p-pubsub:"), in...))
+	return sm
+}
+
+// TestPrivateRoomSyncRequester checks "/parley/roomsync/2" with the node
+// as requester and the client as a member serving its log: the node's
+// proof verifies under the epoch's sync key over both peer IDs; it takes
+// a first page of 256 messages (`more` set) and asks for the next one so
+// that a message sharing the last hlc of the page is not lost (the text:
+// `after_hlc` = the last hlc − 1); every message served is stored.
+func TestPrivateRoomSyncRequester(t *testing.T) {
+	t.Skip("node bug: chat/room/fetch.go syncWith asks for the next page with after_hlc = the last hlc of the page " +
+			"(strictly after it), so a message that shares that hlc (two authors at one hlc, or one that spilled over the " +
+			"page) is never fetched; expected per \"/parley/roomsync/2\": after_hlc = the last hlc − 1, dropping duplicates")
+	node := startNode(t)
+	room, link := privateRoom(t, node, "conf", 1)
+	c := joinByLink(t, node, room, link)
+	e := c.epochs[c.cur]
+
+	// 257 messages of the client, the last two at one hlc.
+	base := hlcAt(time.Now().Add(-time.Minute), 0)
+	var msgs []*wirepb.SyncedMessage
+	var hlcs []uint64
+	for i := range 257 {
+		h := base + uint64(min(i, 255))
+		m := sealApp(t, room, e, c.id, uint32(i), newID(), h, fmt.Sprintf("stored %d", i))
+		msgs = append(msgs, c.signedSynced(marshalDet(t, &wirepb.RoomEnvelope{Version: 2, RoomId: room, Body: &wirepb.RoomEnvelope_App{App: m}}), uint64(i+1)))
+		hlcs = append(hlcs, h)
+	}
+	reqs := make(chan *wirepb.RoomFetchRequest, 16)
+	c.h.SetStreamHandler(protoRoomSync2, func(st network.Stream) {
+		defer st.Close()
+		var req wirepb.RoomFetchRequest
+		if err := readFrameRaw(st, 4<<10, &req); err != nil {
+			st.Reset()
+			return
+		}
+		reqs <- &req
+		resp := &wirepb.RoomFetchResponse{}
+		in := cat(label0("parley/room/2 sync proof"), lp(req.RoomId), u64(req.Epoch), u64(req.CommitsAfter), u64(req.AfterHlc), u32(req.Limit), lp([]byte(node.Host().ID())), lp(c.id))
+		switch {
+		case req.Epoch != c.cur || !bytes.Equal(mac(e.keys.sync, in), req.Proof):
+			resp.Error = "not a member"
+		case req.AfterHlc != ^uint64(0):
+			limit := int(req.Limit)
+			if limit == 0 || limit > 256 {
+				limit = 256
+			}
+			for i, m := range msgs {
+				if hlcs[i] > req.AfterHlc {
+					if len(resp.Messages) == limit {
+						resp.More = true
+						break
+					}
+					resp.Messages = append(resp.Messages, m)
+				}
+			}
+		}
+		writeFrameRaw(st, resp)
+	})
+	n, err := node.Rooms().Sync(context.Background(), "#conf", c.peerID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := <-reqs
+	if first.Version != 2 || !bytes.Equal(first.RoomId, room) || first.Epoch != c.cur || first.AfterHlc >= base {
+		t.Fatalf("the node's first request %v", first)
+	}
+	var second *wirepb.RoomFetchRequest
+	select {
+	case second = <-reqs:
+	default:
+		t.Fatal("the node did not ask for the next page")
+	}
+	if second.AfterHlc >= hlcs[255] {
+		t.Errorf("the next page is asked after hlc %d, the last hlc of the page: the message sharing it is lost", second.AfterHlc)
+	}
+	if n != 257 {
+		t.Errorf("the node stored %d messages of 257", n)
 	}
 }
