@@ -241,8 +241,8 @@ func (c *roomClient) signedSynced(data []byte, seqno uint64) *wirepb.SyncedMessa
 // `after_hlc` = the last hlc − 1); every message served is stored.
 func TestPrivateRoomSyncRequester(t *testing.T) {
 	t.Skip("node bug: chat/room/fetch.go syncWith asks for the next page with after_hlc = the last hlc of the page " +
-			"(strictly after it), so a message that shares that hlc (two authors at one hlc, or one that spilled over the " +
-			"page) is never fetched; expected per \"/parley/roomsync/2\": after_hlc = the last hlc − 1, dropping duplicates")
+		"(strictly after it), so a message that shares that hlc (two authors at one hlc, or one that spilled over the " +
+		"page) is never fetched; expected per \"/parley/roomsync/2\": after_hlc = the last hlc − 1, dropping duplicates")
 	node := startNode(t)
 	room, link := privateRoom(t, node, "conf", 1)
 	c := joinByLink(t, node, room, link)
