@@ -67,7 +67,8 @@
 //     previous epoch, after ROLE and ADD commits checked as successors).
 //     "Removal": TestPrivateRoomRemoval (the REMOVE commit, nothing sealed
 //     to the removed member, its old-epoch message refused, the removed
-//     member's fetch). "/parley/roomsync/2": TestPrivateRoomFetch (the
+//     member's fetch); a member removed and re-added:
+//     TestPrivateRoomRejoin. "/parley/roomsync/2": TestPrivateRoomFetch (the
 //     chain's parent hashes and signatures, messages, pages, proofs of the
 //     current and previous epoch, commits without a proof, refusals);
 //     TestPrivateRoomFetchHighCursor is skipped for a node bug; the node

@@ -132,7 +132,6 @@ func checkPubsubSig(t *testing.T, topic string, from, data, seqno, key, sig []by
 // epochState is what the client holds of one epoch.
 type epochState struct {
 	signed *wirepb.SignedCommit
-	raw    []byte // the serialized SignedCommit
 	body   *wirepb.CommitBody
 	hash   []byte
 	ctx    []byte
@@ -818,7 +817,7 @@ func (c *roomClient) take(p *parsedCommit, welcome bool) *epochState {
 	if !bytes.Equal(k.tag, p.sc.ConfirmationTag) {
 		t.Fatalf("epoch %d: confirmation tag %x, the key schedule gives %x", b.Epoch, p.sc.ConfirmationTag, k.tag)
 	}
-	e := &epochState{signed: p.sc, raw: marshalDet(t, p.sc), body: b, hash: p.hash, ctx: p.ctx, keys: &k, used: map[string]map[uint32]bool{}}
+	e := &epochState{signed: p.sc, body: b, hash: p.hash, ctx: p.ctx, keys: &k, used: map[string]map[uint32]bool{}}
 	c.epochs[b.Epoch] = e
 	c.cur = b.Epoch
 	return e

@@ -291,3 +291,51 @@ func TestPrivateRoomRemoval(t *testing.T) {
 		t.Fatalf("a stranger's fetch: %q, want \"not a member\"", resp.Error)
 	}
 }
+
+// TestPrivateRoomRejoin checks "Removal" and "Joining" for a member
+// removed then re-added: it asks again under a new link like anyone else,
+// with a fresh key package and consent; the ADD re-adds it; its message of
+// the new epoch is shown, one of the epoch it was removed from is not; on
+// /parley/roomsync/2 it gets only the commits and messages since it last
+// joined.
+func TestPrivateRoomRejoin(t *testing.T) {
+	node := startNode(t)
+	room, link := privateRoom(t, node, "conf", 1)
+	c := joinByLink(t, node, room, link)
+	ev, cancel := node.Chat().Subscribe()
+	defer cancel()
+	ctx := context.Background()
+	me := c.peerID()
+	first := c.send(0, "before the kick")
+	shown(t, ev, me, first.MsgId)
+	e := c.cur
+	if _, err := node.Rooms().Kick(ctx, "#conf", me.String()); err != nil {
+		t.Fatal(err)
+	}
+	c.follow()
+	l, err := node.Rooms().Link(ctx, "#conf", 1, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldKP := c.kp
+	c.join(t, l.Link, askOnStream)
+	if c.cur != e+2 || bytes.Equal(c.kp, oldKP) {
+		t.Fatalf("re-added at epoch %d (want %d), fresh key package %v", c.cur, e+2, !bytes.Equal(c.kp, oldKP))
+	}
+	back := c.send(0, "back again")
+	shown(t, ev, me, back.MsgId)
+	notShown(t, c.roomClient, ev, me, func() []byte { return c.send(e, "from the epoch I was removed from").MsgId },
+		func() (peer.ID, []byte) { return me, c.send(0, "control").MsgId })
+
+	resp := c.fetchAsMember(c.cur, 0, 0, 0)
+	if resp.Error != "" || len(resp.Commits) != 1 {
+		t.Fatalf("fetch after rejoining: error %q, %d commits; want the re-adding commit only", resp.Error, len(resp.Commits))
+	}
+	if p, err := checkOnItsOwn(resp.Commits[0]); err != nil || p.body.Epoch != c.cur {
+		t.Fatalf("fetched commit: %v", err)
+	}
+	got := checkFetchedMessages(t, c.roomClient, resp.Messages, 0)
+	if _, old := got[string(first.MsgId)]; old || len(got) != 2 {
+		t.Fatalf("fetched %d messages (the one of the earlier membership: %v); want the two since the re-add", len(got), old)
+	}
+}

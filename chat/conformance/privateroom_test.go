@@ -124,9 +124,19 @@ const (
 
 func joinVia(t *testing.T, node *peertest.Running, room []byte, link string, how joinPath) *joinedClient {
 	t.Helper()
+	c := &joinedClient{roomClient: newRoomHost(t, node, room, how == askOffTopic)}
+	c.join(t, link, how)
+	return c
+}
+
+// join runs the join of joinVia with the client's host (again, for a
+// member removed or left).
+func (c *joinedClient) join(t *testing.T, link string, how joinPath) {
+	t.Helper()
+	node, room := c.node, c.room
 	inv := decodeRoomLink(t, link)
 	tok := checkToken(t, node, room, inv)
-	c := &joinedClient{roomClient: newRoomHost(t, node, room, how == askOffTopic), inv: inv, tok: tok}
+	c.inv, c.tok = inv, tok
 	issuer, err := peer.IDFromBytes(tok.Issuer)
 	if err != nil {
 		t.Fatal(err)
@@ -217,9 +227,10 @@ func joinVia(t *testing.T, node *peertest.Running, room []byte, link string, how
 		!bytes.Equal(m.KeyPackage, kp) || !bytes.Equal(m.Consent, req.Consent) || m.Role != wirepb.Role_ROLE_MEMBER {
 		t.Fatalf("the welcome %v does not add the client as a member with its package and consent under the token", w.body)
 	}
-	c.epochs[prev.body.Epoch] = &epochState{signed: prev.sc, raw: resp.Commits[0], body: prev.body, hash: prev.hash, ctx: prev.ctx}
+	if c.epochs[prev.body.Epoch] == nil {
+		c.epochs[prev.body.Epoch] = &epochState{signed: prev.sc, body: prev.body, hash: prev.hash, ctx: prev.ctx}
+	}
 	c.take(w, true)
-	return c
 }
 
 // TestPrivateRoomJoin checks "Joining: tokens, links and invitations",
