@@ -6,7 +6,8 @@
 // with a bare libp2p host, the way a client written in another language
 // would: it uses the node's mailbox, asks for prekeys, sets up 1:1 sessions with X3DH and PQXDH,
 // writes dm frames and reads acks, serves the node's own dm streams,
-// publishes and reads on a public room's gossipsub topic, and
+// publishes and reads on a public room's gossipsub topic, joins a private
+// room and follows its commits as a member would, and
 // checks every normative sentence with an observable effect: each ack
 // status, each limit, each refusal and each ordering rule. Every test
 // names the section of PROTOCOL.md it checks, so that a change to the
@@ -44,10 +45,41 @@
 //     TestRoomSyncRefusals, TestRoomSyncVersionError; the node as requester
 //     (sync on a peer joining, signature and clock checks on what is
 //     served): TestRoomSyncRequester.
-//   - Rooms version 2 (draft), byte layouts only (the node does not speak
-//     it yet): TestRoomKeyScheduleVectors and TestRoomCommitVectors
-//     recompute every value of chat/room/group/testdata from the text with
-//     the standard library and x/crypto, without chat/room/group.
+//   - Private rooms (version 2), from a foreign client
+//     (privateclient_test.go: stdlib, x/crypto, libp2p, pubsub and wirepb
+//     only, never chat/room or chat/room/group) on the room's topic:
+//     "Joining", "/parley/roomjoin/2" (link decoding, token, key package,
+//     join request, the welcome on the topic and the chain fetched with
+//     the token, HPKE, key schedule, confirmation tag; used-up, bad-proof
+//     and copied requests): TestPrivateRoomJoin; the request on the
+//     topic and the welcome published again: TestPrivateRoomJoinOnTopic;
+//     the welcome fetched with the token: TestPrivateRoomWelcomeBySync.
+//     "Key packages" (UPDATE): TestPrivateRoomKeyPackageUpdate, and
+//     TestPrivateRoomPromoteWithPendingUpdate (skipped for a node bug).
+//     "Leaving": TestPrivateRoomLeave. "Messages" both ways:
+//     TestPrivateRoomReceive (MAC, AD binding of author and msg_id,
+//     epoch_hash, consecutive generations), TestPrivateRoomSend. Refusals,
+//     each against a control the node shows: TestPrivateRoomRefusals
+//     (wrong MAC, replayed generation, AD of another msg_id, a copy under
+//     another author, a generation over 1000 ahead, skipped generations,
+//     another branch's epoch_hash, a newer epoch, an author not in the
+//     roster, an epoch whose keys are erased and a late one of the
+//     previous epoch, after ROLE and ADD commits checked as successors).
+//     "Removal": TestPrivateRoomRemoval (the REMOVE commit, nothing sealed
+//     to the removed member, its old-epoch message refused, the removed
+//     member's fetch); a member removed and re-added:
+//     TestPrivateRoomRejoin. "/parley/roomsync/2": TestPrivateRoomFetch (the
+//     chain's parent hashes and signatures, messages, pages, proofs of the
+//     current and previous epoch, commits without a proof, refusals);
+//     TestPrivateRoomFetchHighCursor is skipped for a node bug; the node
+//     as requester (its proof, paging): TestPrivateRoomSyncRequester,
+//     skipped for a node bug.
+//   - Rooms version 2, byte layouts: TestRoomKeyScheduleVectors,
+//     TestRoomCommitVectors and TestRoomChangesVectors (ROLE, UPDATE,
+//     LEAVE and REMOVE commits, the fork tie-break, the rendezvous CID,
+//     the RoomEnvelope of each body) recompute every value of
+//     chat/room/group/testdata from the text with the standard library and
+//     x/crypto, without chat/room/group.
 //
 // Checked elsewhere, below the wire: the ratchet's receiving rules, skipped
 // keys, session ranking and convergence (chat/e2e tests); the byte layouts

@@ -9,15 +9,20 @@ import (
 	"crypto/hpke"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base32"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/chacha20poly1305"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/parley-im/parley/chat/wire/wirepb"
@@ -676,4 +681,309 @@ func unmarshalStrict(t *testing.T, what string, b []byte, m proto.Message) {
 	if !bytes.Equal(again, b) {
 		t.Errorf("%s is not the canonical encoding of %v", what, m)
 	}
+}
+
+type changesVector struct {
+	RoomID     hx
+	Identities []identityVector
+	Update     identityVector
+	Commits    []commitEntry
+	Leave      struct{ Member, KeyPackage, Input, Signature, Proposal hx }
+	Fork       struct {
+		Parent hx
+		Rivals []struct{ Issuer, ForkInput, ForkKey, Commit, Hash hx }
+		Winner int
+	}
+	Rendezvous struct {
+		Epoch              uint64
+		RendezvousKey      hx
+		Day                string
+		Input, Digest, CID hx
+		CIDString          string
+	}
+	Envelopes []struct {
+		Kind, Topic    string
+		Body, Envelope hx
+	}
+}
+
+// TestRoomChangesVectors checks changes.json against "Private rooms
+// (version 2)": "Commits" for every kind of change (ADD of two members at
+// once, ROLE, UPDATE with the commit secret sealed to the new package,
+// LEAVE with its proof, REMOVE sealing nothing to the removed member),
+// each a valid successor of its parent ("Successor" rules 1 to 5, checked
+// by the foreign client's own checkSuccessor), with its context, key
+// schedule, HPKE entries, signature and hash; "Leaving" (the leave
+// proof); "Fork choice" rule 4 (the tie-break of two admins' rekeys);
+// "Rendezvous and connections" (the CID); "Ids and topics" (the
+// RoomEnvelope of each body, re-encoded by hand).
+func TestRoomChangesVectors(t *testing.T) {
+	var v changesVector
+	loadRoomVector(t, "changes.json", &v)
+	room := []byte(v.RoomID)
+	if len(room) != 32 {
+		t.Fatalf("room id of %d bytes", len(room))
+	}
+	// Every private key of each identity, by public key.
+	privs := map[string]hpke.PrivateKey{}
+	ids := map[string]*identity{}
+	for _, iv := range append(slices.Clone(v.Identities), v.Update) {
+		id := checkIdentity(t, iv)
+		ids[string(id.peerID)] = id
+		privs[string(id.enc.PublicKey().Bytes())] = id.enc
+		privs[string(id.init.PublicKey().Bytes())] = id.init
+	}
+	name := func(p []byte) string {
+		for _, iv := range v.Identities {
+			if bytes.Equal(iv.PeerID, p) {
+				return iv.Name
+			}
+		}
+		return hex.EncodeToString(p)
+	}
+	if len(v.Commits) != 6 {
+		t.Fatalf("%d commits, want epochs 1 to 6", len(v.Commits))
+	}
+	alice, bob, carol := v.Identities[0].PeerID, v.Identities[1].PeerID, v.Identities[2].PeerID
+	if !bytes.Equal(v.Update.PeerID, carol) {
+		t.Fatal("the update is not carol's")
+	}
+	type change struct {
+		kind           wirepb.ChangeKind
+		subject, actor []byte
+		role           wirepb.Role
+	}
+	wantChanges := map[uint64][]change{
+		2: {{wirepb.ChangeKind_CHANGE_ADD, bob, alice, wirepb.Role_ROLE_MEMBER}, {wirepb.ChangeKind_CHANGE_ADD, carol, alice, wirepb.Role_ROLE_MEMBER}},
+		3: {{wirepb.ChangeKind_CHANGE_ROLE, bob, alice, wirepb.Role_ROLE_ADMIN}, {wirepb.ChangeKind_CHANGE_ROLE, carol, alice, wirepb.Role_ROLE_ADMIN}},
+		4: {{wirepb.ChangeKind_CHANGE_UPDATE, carol, carol, wirepb.Role_ROLE_UNSPECIFIED}},
+		5: {{wirepb.ChangeKind_CHANGE_LEAVE, carol, carol, wirepb.Role_ROLE_UNSPECIFIED}},
+		6: {{wirepb.ChangeKind_CHANGE_REMOVE, bob, alice, wirepb.Role_ROLE_UNSPECIFIED}},
+	}
+
+	prevInit := make([]byte, 32)
+	var parent *parsedCommit
+	chain := map[uint64]*parsedCommit{}
+	for i, c := range v.Commits {
+		if c.Epoch != uint64(i+1) {
+			t.Fatalf("commit %d is of epoch %d", i, c.Epoch)
+		}
+		p, err := checkOnItsOwn(c.Commit)
+		if err != nil {
+			t.Fatalf("epoch %d: %v", c.Epoch, err)
+		}
+		if i == 0 {
+			err = checkGenesis(p)
+		} else {
+			err = checkSuccessor(parent, p)
+		}
+		if err != nil {
+			t.Fatalf("epoch %d: %v", c.Epoch, err)
+		}
+		var got []change
+		for _, ch := range p.body.Changes {
+			got = append(got, change{ch.Kind, ch.Subject, ch.Actor, ch.Role})
+			if ch.Kind == wirepb.ChangeKind_CHANGE_LEAVE {
+				same(t, "LEAVE proof (the leave proposal's signature)", ch.Proof, v.Leave.Signature)
+			}
+		}
+		if i > 0 && fmt.Sprint(got) != fmt.Sprint(wantChanges[c.Epoch]) {
+			t.Errorf("epoch %d changes %v, want %v", c.Epoch, got, wantChanges[c.Epoch])
+		}
+		same(t, "PrevInitSecret", c.PrevInitSecret, prevInit)
+		same(t, "Body", p.sc.Body, c.Body)
+		same(t, "Context", p.ctx, c.Context)
+		k := keySchedule(t, c.PrevInitSecret, c.CommitSecret, p.ctx)
+		same(t, "JoinerSecret", k.joiner, c.JoinerSecret)
+		same(t, "EpochSecret", k.epoch, c.EpochSecret)
+		same(t, "InitSecret", k.init, c.InitSecret)
+		same(t, "ConfirmationTag", k.tag, c.ConfirmationTag)
+		same(t, "MembershipKey", k.membership, c.MembershipKey)
+		welcomeInfo := cat([]byte("parley/room/2 welcome"), room, u64(c.Epoch))
+		secretInfo := cat([]byte("parley/room/2 commit secret"), room, u64(c.Epoch))
+		same(t, "WelcomeInfo", welcomeInfo, c.WelcomeInfo)
+		same(t, "CommitSecretInfo", secretInfo, c.CommitSecretInfo)
+		same(t, "SealedList", p.sc.Sealed, c.SealedList)
+		in := cat(label0("parley/room/2 commit"), u32(uint32(len(c.Body))), c.Body, sha(c.SealedList), c.ConfirmationTag)
+		same(t, "SigningInput", in, c.SigningInput)
+		same(t, "Signature", ed25519.Sign(ids[string(p.body.Issuer)].key, in), c.Signature)
+		same(t, "Hash", p.hash, c.Hash)
+		if len(c.Sealed) != len(p.body.Members) {
+			t.Fatalf("epoch %d: %d sealed entries in the vector for %d members", c.Epoch, len(c.Sealed), len(p.body.Members))
+		}
+		for j, m := range p.body.Members {
+			owner := ownerOf(m.KeyPackage)
+			kp := p.kps[string(owner)]
+			e := c.Sealed[j]
+			same(t, "Sealed[].Recipient", e.Recipient, owner)
+			same(t, "sealed enc", p.sealed.Secrets[j].Enc, e.Enc)
+			same(t, "sealed ciphertext", p.sealed.Secrets[j].Ciphertext, e.Ciphertext)
+			added := i == 0 || (parent != nil && parent.members[string(owner)] == nil)
+			kind, key, info, wrongInfo, pt := "commit secret", kp.HpkePublicKey, secretInfo, welcomeInfo, []byte(c.CommitSecret)
+			if added {
+				kind, key, info, wrongInfo, pt = "welcome", kp.HpkeInitKey, welcomeInfo, secretInfo, k.joiner
+			}
+			if e.Kind != kind {
+				t.Errorf("epoch %d: entry of %s is %q, want %q", c.Epoch, name(owner), e.Kind, kind)
+			}
+			priv := privs[string(key)]
+			if priv == nil {
+				t.Fatalf("epoch %d: no private key for %s's listed key", c.Epoch, name(owner))
+			}
+			got, err := hpkeOpen(priv, e.Enc, info, p.ctx, e.Ciphertext)
+			if err != nil {
+				t.Errorf("epoch %d: entry of %s (%s) does not open with the key the commit lists: %v", c.Epoch, name(owner), kind, err)
+			} else {
+				same(t, "sealed "+kind, got, pt)
+			}
+			if _, err := hpkeOpen(priv, e.Enc, wrongInfo, p.ctx, e.Ciphertext); err == nil {
+				t.Errorf("epoch %d: entry of %s opens with the other kind's info", c.Epoch, name(owner))
+			}
+			// After the UPDATE, carol's old encryption key opens nothing.
+			if c.Epoch == 4 && bytes.Equal(owner, carol) {
+				old, err := roomKEM.NewPrivateKey(v.Identities[2].HPKESeed)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := hpkeOpen(old, e.Enc, info, p.ctx, e.Ciphertext); err == nil {
+					t.Error("epoch 4: carol's entry opens with her replaced encryption key")
+				}
+			}
+		}
+		chain[c.Epoch] = p
+		parent, prevInit = p, c.InitSecret
+	}
+	// REMOVE: bob is sealed nothing; LEAVE: carol neither.
+	if _, in := chain[6].members[string(bob)]; in || len(chain[6].sealed.Secrets) != 1 {
+		t.Error("epoch 6 still lists bob or seals to someone else than alice")
+	}
+
+	// "Leaving": the proof over the key package in the roster left.
+	l := v.Leave
+	same(t, "Leave.Member", l.Member, carol)
+	same(t, "Leave.KeyPackage (carol's in epoch 4)", l.KeyPackage, chain[4].members[string(carol)].KeyPackage)
+	leaveIn := cat(label0("parley/room/2 leave"), room, sha(l.KeyPackage))
+	same(t, "Leave.Input", leaveIn, l.Input)
+	same(t, "Leave.Signature", ed25519.Sign(ids[string(carol)].key, leaveIn), l.Signature)
+	var lp wirepb.LeaveProposal
+	unmarshalStrict(t, "Leave.Proposal", l.Proposal, &lp)
+	if lp.Epoch != 4 || !bytes.Equal(lp.Signature, l.Signature) {
+		t.Errorf("LeaveProposal %v: want epoch 4 and the signature", &lp)
+	}
+
+	// "Fork choice", rule 4.
+	f := v.Fork
+	same(t, "Fork.Parent (epoch 3)", f.Parent, chain[3].hash)
+	if len(f.Rivals) != 2 || f.Winner < 0 || f.Winner > 1 {
+		t.Fatalf("%d rivals, winner %d", len(f.Rivals), f.Winner)
+	}
+	var keys [][]byte
+	for i, r := range f.Rivals {
+		p, err := checkOnItsOwn(r.Commit)
+		if err != nil {
+			t.Fatalf("rival %d: %v", i, err)
+		}
+		if err := checkSuccessor(chain[3], p); err != nil {
+			t.Fatalf("rival %d: %v", i, err)
+		}
+		same(t, "rival issuer", p.body.Issuer, r.Issuer)
+		same(t, "rival hash", p.hash, r.Hash)
+		// Rules 1 to 3 tie: both admins of the parent, neither ousts the
+		// other (a REKEY changes nobody), no child.
+		if role, _ := chain[3].members[string(r.Issuer)]; role == nil || role.Role != wirepb.Role_ROLE_ADMIN ||
+			len(p.body.Changes) != 1 || p.body.Changes[0].Kind != wirepb.ChangeKind_CHANGE_REKEY {
+			t.Fatalf("rival %d is not an admin's rekey", i)
+		}
+		in := cat(label0("parley/room/2 fork"), f.Parent, r.Issuer)
+		same(t, "ForkInput", in, r.ForkInput)
+		same(t, "ForkKey", sha(in), r.ForkKey)
+		keys = append(keys, sha(in))
+	}
+	if bytes.Equal(f.Rivals[0].Issuer, f.Rivals[1].Issuer) {
+		t.Fatal("one issuer: an equivocation, not a fork")
+	}
+	if want := pickIndex(bytes.Compare(keys[0], keys[1]) > 0); f.Winner != want {
+		t.Errorf("Fork.Winner = %d; the smaller fork key is rival %d's", f.Winner, want)
+	}
+
+	// "Rendezvous and connections".
+	rv := v.Rendezvous
+	k := keySchedule(t, v.Commits[rv.Epoch-1].PrevInitSecret, v.Commits[rv.Epoch-1].CommitSecret, v.Commits[rv.Epoch-1].Context)
+	same(t, "Rendezvous.RendezvousKey", k.rendezvous, rv.RendezvousKey)
+	if _, err := time.Parse(time.DateOnly, rv.Day); err != nil {
+		t.Errorf("Rendezvous.Day %q is not YYYY-MM-DD: %v", rv.Day, err)
+	}
+	rin := cat(label0("parley/room/2 rendezvous"), []byte(rv.Day))
+	same(t, "Rendezvous.Input", rin, rv.Input)
+	same(t, "Rendezvous.Digest", mac(rv.RendezvousKey, rin), rv.Digest)
+	cidBytes := cat([]byte{0x01, 0x55, 0x12, 0x20}, rv.Digest)
+	same(t, "Rendezvous.CID (CIDv1 raw, sha2-256 multihash of the digest itself)", cidBytes, rv.CID)
+	if s := "b" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(cidBytes)); s != rv.CIDString {
+		t.Errorf("Rendezvous.CIDString = %s, want %s", rv.CIDString, s)
+	}
+
+	// "Ids and topics": one envelope of each body, re-encoded by hand.
+	fields := map[string]protowire.Number{"app": 3, "commit": 4, "key_package": 5, "join_request": 6, "leave": 7}
+	seen := map[string]bool{}
+	for _, e := range v.Envelopes {
+		num, ok := fields[e.Kind]
+		if !ok || seen[e.Kind] {
+			t.Fatalf("envelope kind %q", e.Kind)
+		}
+		seen[e.Kind] = true
+		if e.Topic != "parley/room/2/"+hex.EncodeToString(room) {
+			t.Errorf("envelope topic %q", e.Topic)
+		}
+		var b []byte
+		b = protowire.AppendTag(b, 1, protowire.VarintType)
+		b = protowire.AppendVarint(b, 2)
+		b = protowire.AppendTag(b, 2, protowire.BytesType)
+		b = protowire.AppendBytes(b, room)
+		b = protowire.AppendTag(b, num, protowire.BytesType)
+		b = protowire.AppendBytes(b, e.Body)
+		same(t, "Envelope ("+e.Kind+")", b, e.Envelope)
+		var env wirepb.RoomEnvelope
+		unmarshalStrict(t, "Envelope", e.Envelope, &env)
+		if env.Version != 2 || !bytes.Equal(env.RoomId, room) || len(e.Envelope) > 16<<10 && e.Kind != "commit" {
+			t.Errorf("envelope %s: %v", e.Kind, &env)
+		}
+		switch e.Kind {
+		case "app":
+			var m wirepb.AppMessage
+			unmarshalStrict(t, "app", e.Body, &m)
+			es := chain[m.Epoch]
+			if es == nil {
+				t.Fatalf("app message of epoch %d", m.Epoch)
+			}
+			same(t, "app epoch_hash", m.EpochHash, es.hash[:8])
+			ek := keySchedule(t, v.Commits[m.Epoch-1].PrevInitSecret, v.Commits[m.Epoch-1].CommitSecret, es.ctx)
+			same(t, "app MAC", mac(ek.membership, macInput(room, &m, alice)), m.MembershipMac)
+			st := &epochState{body: es.body, hash: es.hash, keys: &ek}
+			aead, _ := newAEAD(messageKey(t, st, alice, m.Generation))
+			if _, err := aead.Open(nil, make([]byte, 12), m.Ciphertext, messageAD(room, m.Epoch, alice, m.Generation, m.MsgId, m.Hlc)); err != nil {
+				t.Errorf("app message does not open under alice's chain: %v", err)
+			}
+		case "commit":
+			same(t, "commit envelope body (epoch 6)", e.Body, v.Commits[5].Commit)
+		case "key_package":
+			same(t, "key_package envelope body (carol's update)", e.Body, v.Update.KeyPackage)
+		case "join_request":
+			var jr wirepb.JoinRequest
+			unmarshalStrict(t, "join_request", e.Body, &jr)
+			same(t, "join request key package (bob's)", jr.KeyPackage, chain[2].members[string(bob)].KeyPackage)
+			same(t, "join request consent (copied into the add)", jr.Consent, chain[2].members[string(bob)].Consent)
+		case "leave":
+			same(t, "leave envelope body", e.Body, v.Leave.Proposal)
+		}
+	}
+	if len(seen) != len(fields) {
+		t.Errorf("envelopes of %d kinds, want %d", len(seen), len(fields))
+	}
+}
+
+func pickIndex(second bool) int {
+	if second {
+		return 1
+	}
+	return 0
 }
