@@ -55,7 +55,7 @@
 //     topic and the welcome published again: TestPrivateRoomJoinOnTopic;
 //     the welcome fetched with the token: TestPrivateRoomWelcomeBySync.
 //     "Key packages" (UPDATE): TestPrivateRoomKeyPackageUpdate, and
-//     TestPrivateRoomPromoteWithPendingUpdate (skipped for a node bug).
+//     TestPrivateRoomPromoteWithPendingUpdate.
 //     "Leaving": TestPrivateRoomLeave. "Messages" both ways:
 //     TestPrivateRoomReceive (MAC, AD binding of author and msg_id,
 //     epoch_hash, consecutive generations), TestPrivateRoomSend. Refusals,
@@ -71,9 +71,8 @@
 //     TestPrivateRoomRejoin. "/parley/roomsync/2": TestPrivateRoomFetch (the
 //     chain's parent hashes and signatures, messages, pages, proofs of the
 //     current and previous epoch, commits without a proof, refusals);
-//     TestPrivateRoomFetchHighCursor is skipped for a node bug; the node
-//     as requester (its proof, paging): TestPrivateRoomSyncRequester,
-//     skipped for a node bug.
+//     TestPrivateRoomFetchHighCursor; the node as requester (its proof,
+//     paging): TestPrivateRoomSyncRequester.
 //   - Rooms version 2, byte layouts: TestRoomKeyScheduleVectors,
 //     TestRoomCommitVectors and TestRoomChangesVectors (ROLE, UPDATE,
 //     LEAVE and REMOVE commits, the fork tie-break, the rendezvous CID,

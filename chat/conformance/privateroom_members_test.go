@@ -67,11 +67,6 @@ func TestPrivateRoomKeyPackageUpdate(t *testing.T) {
 // waits for the next commit must still succeed, the ROLE and the UPDATE
 // going into separate commits.
 func TestPrivateRoomPromoteWithPendingUpdate(t *testing.T) {
-	t.Skip("node bug: chat/room/private.go commitQueued adds every pending key package update to the commit " +
-		"(skipping only members that leave or are removed), so a Promote of a member with a pending update builds a " +
-		"ROLE and an UPDATE of one subject; group.NewCommit refuses it (\"changes do not match the roster: key package " +
-		"of ... replaced without an update\") and Rooms().Promote fails; expected: the promotion commits and the update " +
-		"waits for a later commit")
 	node := startNode(t)
 	room, link := privateRoom(t, node, "conf", 1)
 	c := joinByLink(t, node, room, link)

@@ -140,6 +140,9 @@ func (s *Service) serveFetch(remote peer.ID, req *wirepb.RoomFetchRequest) *wire
 	if req.GetAfterHlc() == ^uint64(0) {
 		return resp // commits only
 	}
+	if req.GetAfterHlc() >= s.hlcBound() {
+		return resp // nothing is stored that late (and SQLite's integers are signed)
+	}
 	limit := int(req.GetLimit())
 	if limit <= 0 || limit > maxFetchMessages {
 		limit = maxFetchMessages
@@ -531,10 +534,12 @@ func (s *Service) syncWith(ctx context.Context, r *room, p peer.ID, commitsOnly 
 			return total, nil
 		}
 		env, err := group.ParseEnvelope(group.RoomID(r.id), resp.Messages[len(resp.Messages)-1].Data)
-		if err != nil || env.GetApp() == nil || env.GetApp().GetHlc() <= after || after == ^uint64(0) {
+		// The next page starts at the last hlc again (hlc - 1): another
+		// message may share it; those already stored are duplicates.
+		if err != nil || env.GetApp() == nil || env.GetApp().GetHlc() <= after+1 || after == ^uint64(0) {
 			return total, nil
 		}
-		after = env.GetApp().GetHlc()
+		after = env.GetApp().GetHlc() - 1
 	}
 	return total, nil
 }

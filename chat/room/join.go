@@ -404,8 +404,8 @@ func (s *Service) askIssuer(ctx context.Context, j *pendingJoin) error {
 	switch answer.Error {
 	case "":
 		return nil
-	case "rate limited":
-		return errors.New("the admin's node is busy")
+	case "rate limited", "storage":
+		return fmt.Errorf("the admin's node is busy (%s)", answer.Error)
 	}
 	return fmt.Errorf("%w by %s: %s; ask an admin for a new one", ErrLinkRefused, j.token.Issuer, answer.Error)
 }

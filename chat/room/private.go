@@ -627,7 +627,15 @@ func (s *Service) commitQueued(ctx context.Context, r *room, q *proposal) {
 	}
 }
 
+// leaving reports whether p already changes id (removes it, or sets its
+// role): its key package update waits for a later commit, since one
+// commit changes each subject at most once.
 func leaving(p group.Proposal, id peer.ID) bool {
+	for _, rc := range p.Roles {
+		if rc.ID == id {
+			return true
+		}
+	}
 	for _, l := range p.Leave {
 		if l.Member == id {
 			return true
