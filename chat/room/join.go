@@ -589,14 +589,14 @@ func (s *Service) JoinLink(ctx context.Context, link string) (apitype.JoinResult
 	}
 	r := s.room(id)
 	if r == nil {
-		return apitype.JoinResult{}, fmt.Errorf("room: join of %s was cut short", inv.Name)
+		return apitype.JoinResult{}, s.joinEnded(link, inv.Name)
 	}
 	wctx, cancel := context.WithTimeout(ctx, joinWait)
 	defer cancel()
 	if err := s.askToJoin(wctx, r); err != nil {
 		return apitype.JoinResult{}, err
 	}
-	return s.awaitJoined(wctx, r)
+	return s.awaitJoined(wctx, r, link)
 }
 
 // startJoin stores a join (our fresh key package and the invitation) and
@@ -740,7 +740,7 @@ func (s *Service) askToJoin(ctx context.Context, r *room) error {
 		err = s.askIssuer(ctx, j)
 		if errors.Is(err, ErrLinkRefused) {
 			s.log.Info("room join refused", "room", r.id, "admin", issuer, "err", err)
-			s.dropJoin(r, j)
+			s.dropJoin(r, j, err)
 			return err
 		}
 	}
@@ -768,9 +768,17 @@ func reachable(c network.Connectedness) bool {
 }
 
 // dropJoin gives up a join: its token cannot admit us.
-func (s *Service) dropJoin(r *room, j *pendingJoin) {
+func (s *Service) dropJoin(r *room, j *pendingJoin, why error) {
 	s.db.Exec(context.Background(), nil, "DELETE FROM room_joins WHERE link = ?", j.link)
 	s.db.Exec(context.Background(), nil, "DELETE FROM room_keys WHERE room = ? AND NOT EXISTS (SELECT 1 FROM room_groups WHERE room = ?)", r.id[:], r.id[:])
+	if why != nil {
+		s.mu.Lock()
+		if len(s.ended) >= 64 {
+			clear(s.ended)
+		}
+		s.ended[j.link] = why
+		s.mu.Unlock()
+	}
 	r.gmu.Lock()
 	gone := r.join == j && r.g == nil
 	if r.join == j {
@@ -785,6 +793,18 @@ func (s *Service) dropJoin(r *room, j *pendingJoin) {
 		}
 		s.mu.Unlock()
 	}
+}
+
+// joinEnded says why the join by link was given up: the refusal the
+// retry loop or an earlier request was told, if any.
+func (s *Service) joinEnded(link, name string) error {
+	s.mu.RLock()
+	why := s.ended[link]
+	s.mu.RUnlock()
+	if why != nil {
+		return why
+	}
+	return fmt.Errorf("room: the join of #%s ended (see `parley rooms`)", name)
 }
 
 // retryJoins asks again for every join that waits for its admin, and
@@ -808,7 +828,7 @@ func (s *Service) retryJoins(ctx context.Context) {
 			continue
 		}
 		if !s.now().Before(j.token.ExpiresAt.Add(group.MaxWelcomeDelay)) {
-			s.dropJoin(r, j)
+			s.dropJoin(r, j, fmt.Errorf("%w: it expired on %s before an admin let us in; ask for a new one", ErrLinkRefused, j.token.ExpiresAt.Format(time.DateTime)))
 			continue
 		}
 		jctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -821,7 +841,7 @@ func (s *Service) retryJoins(ctx context.Context) {
 
 // awaitJoined waits until r is joined, and answers "joined" with it, or
 // "waiting" once ctx ends.
-func (s *Service) awaitJoined(ctx context.Context, r *room) (apitype.JoinResult, error) {
+func (s *Service) awaitJoined(ctx context.Context, r *room, link string) (apitype.JoinResult, error) {
 	ch, cancel := s.chat.Subscribe()
 	defer cancel()
 	polled := time.Now()
@@ -829,11 +849,13 @@ func (s *Service) awaitJoined(ctx context.Context, r *room) (apitype.JoinResult,
 		r.gmu.Lock()
 		joined := r.g != nil && r.g.cur() != nil
 		name := r.name
-		var link string
-		if r.join != nil {
-			link = r.join.link
-		}
+		waiting := r.join != nil
 		r.gmu.Unlock()
+		if !joined && !waiting {
+			// Given up meanwhile: the retry loop may have been the one
+			// told why.
+			return apitype.JoinResult{}, s.joinEnded(link, name)
+		}
 		if joined {
 			info, err := s.Info(context.Background(), name)
 			if err != nil {

@@ -88,8 +88,12 @@ type Service struct {
 	// sending holds the ids of our messages Send is publishing (guarded
 	// by mu).
 	sending map[string]bool
-	runCtx  context.Context
-	wg      sync.WaitGroup
+	// ended holds why the joins given up recently were refused, by link
+	// (guarded by mu; at most 64): a JoinLink waiting on a join the retry
+	// loop was refused reports the refusal.
+	ended  map[string]error
+	runCtx context.Context
+	wg     sync.WaitGroup
 
 	inbox chan struct{}
 	syncs chan syncJob
@@ -197,6 +201,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		rooms: make(map[ID]*room),
 
 		sending: make(map[string]bool),
+		ended:   make(map[string]error),
 		started: make(chan struct{}),
 		rate:    chat.NewLimiter(cfg.RateBurst, cfg.RateEvery),
 
