@@ -127,7 +127,7 @@ func (s *Service) depositOffline(ctx context.Context, p peer.ID) {
 type Stats struct {
 	Acked      uint64 // frames the peer committed (OK or DUPLICATE)
 	RetryLater uint64 // batches the peer could not commit
-	Rejected   uint64 // frames the peer could not decrypt
+	Rejected   uint64 // frames the peer rejected (could not decrypt, or refused their payload)
 }
 
 // Stats returns the delivery counters.

@@ -22,6 +22,7 @@
 //     TestNodeNegotiatesPrekeyVersion, TestNodeAcceptsBundleFromTheFuture.
 //   - Direct messages: TestHandshake, TestTextIDIsFrameID, TestAckStatuses,
 //     TestNonMessageFrameEndsStream, TestMismatchedAckIsProtocolError,
+//     TestRefusedPayloadDropped,
 //     TestBatchOrder, TestResetOrderAndSequence.
 //   - Receiving: TestBlockedPeer, TestStreamsPerPeer, TestFailureBudget,
 //     TestStrangerBudget, TestEnvelopeVersion.

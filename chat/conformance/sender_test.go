@@ -180,3 +180,66 @@ func TestReceiptMarksDelivered(t *testing.T) {
 		return e.Message != nil && e.Message.ID == m.ID && e.Message.State == apitype.StateDelivered
 	})
 }
+
+// PROTOCOL.md §Direct messages (statuses) and §Payloads: a REJECTED ack
+// whose reason begins "payload refused: " means the frame authenticated
+// and only its payload was refused; the sender drops that frame (state
+// refused) and never sends it again. Control: the next message goes out
+// and is acked OK; the refused frame never comes back before it (the
+// outbox keeps order, so a resend would).
+func TestRefusedPayloadDropped(t *testing.T) {
+	node := startNode(t)
+	c := newClient(t, node)
+	if _, err := node.Chat().AddContact(context.Background(), c.id(), "client"); err != nil {
+		t.Fatal(err)
+	}
+	contactSession(t, c)
+	ev, cancel := node.Chat().Subscribe()
+	defer cancel()
+	refused := make(chan []byte, 1)
+	c.mu.Lock()
+	c.ack = func(m *wirepb.DMMessage) *wirepb.DMAck {
+		c.mu.Lock() // serveDM calls it with c.mu released
+		c.ack = nil
+		c.mu.Unlock()
+		refused <- m.Id
+		return &wirepb.DMAck{Id: m.Id, Status: rejected, Reason: "payload refused: wire: Text body too long for this test"}
+	}
+	c.mu.Unlock()
+	m, err := node.Chat().Send(context.Background(), "client", "refuse me")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := <-refused
+	if hex.EncodeToString(first) != m.ID {
+		t.Fatalf("refused frame %x, message %s", first, m.ID)
+	}
+	waitEvent(t, ev, "the message marked refused", func(e apitype.Event) bool {
+		return e.Message != nil && e.Message.ID == m.ID && e.Message.State == apitype.StateRefused
+	})
+	next, err := node.Chat().Send(context.Background(), "client", "take me")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		var in inbound
+		select {
+		case in = <-c.inbox:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the next message never came")
+		}
+		if bytes.Equal(in.frame.Id, first) {
+			t.Fatal("the refused frame was sent again")
+		}
+		if hex.EncodeToString(in.frame.Id) != next.ID {
+			continue
+		}
+		if in.err != nil || in.payload.GetText().GetBody() != "take me" {
+			t.Fatalf("next message: %v, %v", in.payload, in.err)
+		}
+		break
+	}
+	waitEvent(t, ev, "the next message sent", func(e apitype.Event) bool {
+		return e.Message != nil && e.Message.ID == next.ID && e.Message.State == apitype.StateSent
+	})
+}
