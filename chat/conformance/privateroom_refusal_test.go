@@ -220,7 +220,7 @@ func TestPrivateRoomRefusals(t *testing.T) {
 			t.Fatalf("the promotion's commit: %v", p.body)
 		}
 		joinByLink(t, node, room, link)
-		p = c.follow()
+		c.follow()
 		if c.cur != e2+2 {
 			t.Fatalf("at epoch %d, want %d", c.cur, e2+2)
 		}
