@@ -28,6 +28,22 @@ func contactSession(t *testing.T, c *client) {
 	c.nextPayload(func(p *wirepb.Payload) bool { return p.GetReceipt() != nil })
 }
 
+// ackOnce makes the client answer the node's next frame with answer(frame)
+// (then OK again) and returns a channel that receives that frame.
+func (c *client) ackOnce(answer func(*wirepb.DMMessage) *wirepb.DMAck) <-chan *wirepb.DMMessage {
+	got := make(chan *wirepb.DMMessage, 1)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ack = func(m *wirepb.DMMessage) *wirepb.DMAck {
+		c.mu.Lock() // serveDM calls it with c.mu released
+		c.ack = nil
+		c.mu.Unlock()
+		got <- m
+		return answer(m)
+	}
+	return got
+}
+
 // PROTOCOL.md §Direct messages: "A sender that reads an ack whose id is not
 // the id of the frame it answers treats it as a protocol error: it resets
 // the stream, keeps the frame and sends it again later". The message is
@@ -42,16 +58,7 @@ func TestMismatchedAckIsProtocolError(t *testing.T) {
 	contactSession(t, c)
 	ev, cancel := node.Chat().Subscribe()
 	defer cancel()
-	lied := make(chan *wirepb.DMMessage, 1)
-	c.mu.Lock()
-	c.ack = func(m *wirepb.DMMessage) *wirepb.DMAck {
-		c.mu.Lock() // serveDM calls it with c.mu released
-		c.ack = nil
-		c.mu.Unlock()
-		lied <- m
-		return &wirepb.DMAck{Id: newID(), Status: ok}
-	}
-	c.mu.Unlock()
+	lied := c.ackOnce(func(m *wirepb.DMMessage) *wirepb.DMAck { return &wirepb.DMAck{Id: newID(), Status: ok} })
 	m, err := node.Chat().Send(context.Background(), "client", "are you there")
 	if err != nil {
 		t.Fatal(err)
@@ -196,21 +203,14 @@ func TestRefusedPayloadDropped(t *testing.T) {
 	contactSession(t, c)
 	ev, cancel := node.Chat().Subscribe()
 	defer cancel()
-	refused := make(chan []byte, 1)
-	c.mu.Lock()
-	c.ack = func(m *wirepb.DMMessage) *wirepb.DMAck {
-		c.mu.Lock() // serveDM calls it with c.mu released
-		c.ack = nil
-		c.mu.Unlock()
-		refused <- m.Id
+	refused := c.ackOnce(func(m *wirepb.DMMessage) *wirepb.DMAck {
 		return &wirepb.DMAck{Id: m.Id, Status: rejected, Reason: "payload refused: wire: Text body too long for this test"}
-	}
-	c.mu.Unlock()
+	})
 	m, err := node.Chat().Send(context.Background(), "client", "refuse me")
 	if err != nil {
 		t.Fatal(err)
 	}
-	first := <-refused
+	first := (<-refused).Id
 	if hex.EncodeToString(first) != m.ID {
 		t.Fatalf("refused frame %x, message %s", first, m.ID)
 	}

@@ -594,11 +594,19 @@ func craftCommit(t *testing.T, key crypto.PrivKey, parent *group.Commit, joinerK
 	}
 	body.Members[len(body.Members)-1].Consent = consent
 	body.Changes = []*wirepb.Change{{Kind: wirepb.ChangeKind_CHANGE_ADD, Subject: []byte(joiner), Actor: []byte(issuer), Role: wirepb.Role(group.RoleMember)}}
+	return signForged(t, key, &body)
+}
+
+// signForged signs body as a commit with random sealed secrets (one per
+// member) and a random confirmation tag, and checks it is valid on its
+// own (sizes, fields, signature): only its place in a chain can refuse it.
+func signForged(t *testing.T, key crypto.PrivKey, body *wirepb.CommitBody) *wirepb.SignedCommit {
+	t.Helper()
 	var secrets wirepb.SealedSecrets
 	for range body.Members {
 		secrets.Secrets = append(secrets.Secrets, &wirepb.SealedSecret{Enc: random(32), Ciphertext: random(48)})
 	}
-	bb, err := proto.Marshal(&body)
+	bb, err := proto.Marshal(body)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -616,7 +624,7 @@ func craftCommit(t *testing.T, key crypto.PrivKey, parent *group.Commit, joinerK
 	}
 	sc := &wirepb.SignedCommit{Body: bb, Sealed: sb, Signature: sig, ConfirmationTag: tag}
 	if _, err := group.CommitFromProto(sc); err != nil {
-		t.Fatalf("the crafted commit is not valid on its own: %v", err)
+		t.Fatalf("the forged commit is not valid on its own: %v", err)
 	}
 	return sc
 }

@@ -6,8 +6,6 @@ package room_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -47,31 +45,7 @@ func forgeAt(t *testing.T, key crypto.PrivKey, base *group.Commit, epoch uint64,
 		m.Consent = nil
 	}
 	body.Changes = []*wirepb.Change{{Kind: wirepb.ChangeKind_CHANGE_REKEY, Actor: []byte(issuer)}}
-	var secrets wirepb.SealedSecrets
-	for range body.Members {
-		secrets.Secrets = append(secrets.Secrets, &wirepb.SealedSecret{Enc: random(32), Ciphertext: random(48)})
-	}
-	bb, err := proto.Marshal(&body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sb, err := proto.Marshal(&secrets)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tag := random(32)
-	sh := sha256.Sum256(sb)
-	in := binary.BigEndian.AppendUint32([]byte("parley/room/2 commit\x00"), uint32(len(bb)))
-	in = append(append(append(in, bb...), sh[:]...), tag...)
-	sig, err := key.Sign(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc := &wirepb.SignedCommit{Body: bb, Sealed: sb, Signature: sig, ConfirmationTag: tag}
-	if _, err := group.CommitFromProto(sc); err != nil {
-		t.Fatalf("the forged commit is not valid on its own: %v", err)
-	}
-	return sc
+	return signForged(t, key, &body)
 }
 
 // deliver hands sc to `to` inside from's 1:1 session, as Payload.room_commit.
