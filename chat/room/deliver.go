@@ -21,20 +21,20 @@ import (
 // The topic and /parley/roomsync/2 reach a member only while some other
 // member is online with it. A member that is offline when a commit is
 // issued, and comes back while every member is offline, would learn of it
-// only later. So the committing admin also hands its commit to the 1:1
+// only later. So an owner that commits also hands its commit to the 1:1
 // outbox of each member (or member it removed) that is a contact of its
 // and that it holds no direct connection to: the outbox delivers directly
 // when the member is reachable and deposits at the member's mailboxes when
-// it is not. The receiver checks the commit exactly as a fetched one; the
-// 1:1 sender lends it no authority.
+// it is not. The receiver applies only an owner's next commits so
+// delivered, whoever hands them over (applyDelivered).
 
 // deliverCommit queues c, issued by us (an owner) after before, for the
 // members of either roster that are contacts we are not connected to.
 func (s *Service) deliverCommit(ctx context.Context, r *room, before, c *group.Commit) {
 	if m, ok := before.Member(s.self()); !ok || m.Role != group.RoleOwner {
-		// Members apply a delivered commit only if an owner issued it or
-		// another member vouches for it (applyDelivered): an admin's own
-		// copy would be a hint at most, which sync gives them anyway.
+		// Members apply a delivered commit only if an owner issued it
+		// (applyDelivered): an admin's copy would be a hint at most,
+		// which sync gives them anyway.
 		return
 	}
 	var to []peer.ID
@@ -98,21 +98,20 @@ const (
 // `from`. Only its signature, its chain and the roles in it give it
 // authority, never who handed it over, and a delivered commit must not be
 // more powerful than one on the topic, where every member online judges
-// it at once. So it is applied only when
+// it at once. So it is applied only if its issuer is an owner in our
+// current epoch and it comes after our current commit: its successor is
+// applied at once; one whose parent we do not hold yet is kept (at most
+// maxHeld) and applied when its parent is, by whatever path the parent
+// comes (retryHeld): a mailbox may hand deposits over out of order.
 //
-//   - a member other than its issuer delivered it, a member of both our
-//     current roster and the commit's (it vouches that this commit is on
-//     the chain it follows, as a member relaying it on the topic does), or
-//   - it is the successor of our current commit and its issuer is an
-//     owner in our current epoch (nothing but another owner can beat it).
-//
-// Anything else (an admin's own commit, a commit from a stranger) only
-// tells us that the room moved on: we fetch the commits from members when
-// one is reachable (rate-limited), so that a removed admin cannot, through
-// our mailbox and while the room is away, put us on a branch of its own or
-// remove us. A commit whose parent we do not hold yet is kept (at most
-// maxHeld) and tried again after the next commit we apply: a mailbox may
-// hand over deposits out of order.
+// Anything else (an admin's commit, a rival or older commit, whoever
+// delivers it) only tells us that the room moved on: we fetch the commits
+// from members when one is reachable (rate-limited). So a removed admin,
+// with or without the help of a stale member identity, cannot through our
+// mailbox and while the room is away remove us or put us on a branch of
+// its own. (A second review broke a rule that also took commits a
+// member vouched for: on an offline member's stale roster, a member
+// kicked since could vouch.)
 func (s *Service) applyDelivered(ctx context.Context, from peer.ID, d *wirepb.RoomCommitDelivery) error {
 	var id ID
 	copy(id[:], d.GetRoomId())
@@ -154,69 +153,71 @@ func (s *Service) applyDelivered(ctx context.Context, from peer.ID, d *wirepb.Ro
 		return fmt.Errorf("room %x commit from %s: %w", id[:4], from, ErrNotMember)
 	}
 	cur := r.g.st.Commit
-	_, deliverer := cur.Member(from)
-	_, stays := c.Member(from)
-	vouched := from != c.Issuer && deliverer && stays
-	issuer, _ := cur.Member(c.Issuer)
-	owners := c.Epoch == cur.Epoch+1 && c.Parent == cur.Hash() && issuer.Role == group.RoleOwner
-	if !vouched && !owners {
+	if m, _ := cur.Member(c.Issuer); m.Role != group.RoleOwner || c.Epoch <= cur.Epoch {
+		r.gmu.Unlock()
+		if c.Epoch > cur.Epoch {
+			s.newerEpochClaimed(r)
+		}
+		return fmt.Errorf("room %s: commit of epoch %d by %s (not an owner's next), delivered by %s: taken as a hint", r.name, c.Epoch, c.Issuer, from)
+	}
+	out, err := s.applyCommitLocked(ctx, r, c)
+	if errors.Is(err, group.ErrUnknownParent) {
+		g := r.g
+		if !slices.ContainsFunc(g.held, func(h *group.Commit) bool { return h.Hash() == c.Hash() }) {
+			if len(g.held) >= maxHeld {
+				g.held = g.held[1:]
+			}
+			g.held = append(g.held, c)
+		}
 		r.gmu.Unlock()
 		s.newerEpochClaimed(r)
-		return fmt.Errorf("room %s: commit of epoch %d by %s, delivered by %s, taken as a hint: fetching from members", r.name, c.Epoch, c.Issuer, from)
+		return fmt.Errorf("room %s: commit of epoch %d on a parent we do not hold: held, fetching", r.name, c.Epoch)
 	}
-	err = s.applyHeldLocked(ctx, r, c)
 	r.gmu.Unlock()
-	return err
+	switch {
+	case errors.Is(err, group.ErrFork):
+		s.reportFork(r, c)
+		return err
+	case err != nil:
+		return err
+	}
+	if out == group.Applied || out == group.Healed || out == group.Removed {
+		s.afterApply(ctx, r, c, out)
+	}
+	return nil
 }
 
-// applyHeldLocked applies c and then, as long as one applies, the held
-// commits; a commit whose parent is missing is held. r.gmu is held; the
-// lock is released around afterApply, and given back.
-func (s *Service) applyHeldLocked(ctx context.Context, r *room, c *group.Commit) error {
-	for {
-		out, err := s.applyCommitLocked(ctx, r, c)
-		switch {
-		case errors.Is(err, group.ErrUnknownParent):
-			if !slices.ContainsFunc(r.g.held, func(h *group.Commit) bool { return h.Hash() == c.Hash() }) {
-				if len(r.g.held) >= maxHeld {
-					r.g.held = r.g.held[1:]
-				}
-				r.g.held = append(r.g.held, c)
-			}
-			r.gmu.Unlock()
-			s.newerEpochClaimed(r)
-			r.gmu.Lock()
-			return fmt.Errorf("room %s: commit of epoch %d on a parent we do not hold: held, fetching", r.name, c.Epoch)
-		case errors.Is(err, group.ErrFork):
-			r.gmu.Unlock()
-			s.reportFork(r, c)
-			r.gmu.Lock()
-			return err
-		case err != nil:
-			return err
-		}
-		if out != group.Applied && out != group.Healed && out != group.Removed {
-			return nil
-		}
+// retryHeld applies the held commit that follows our current one, if
+// any, once its issuer is still an owner there (afterApply calls it after
+// every commit applied, whichever path brought it; each applied held
+// commit calls it again, at most maxHeld times).
+func (s *Service) retryHeld(ctx context.Context, r *room) {
+	r.gmu.Lock()
+	g := r.g
+	if g == nil || g.cur() == nil || len(g.held) == 0 {
 		r.gmu.Unlock()
+		return
+	}
+	cur := g.st.Commit
+	g.held = slices.DeleteFunc(g.held, func(h *group.Commit) bool { return h.Epoch <= cur.Epoch })
+	i := slices.IndexFunc(g.held, func(h *group.Commit) bool { return h.Epoch == cur.Epoch+1 && h.Parent == cur.Hash() })
+	if i < 0 {
+		r.gmu.Unlock()
+		return
+	}
+	c := g.held[i]
+	g.held = slices.Delete(g.held, i, i+1)
+	if m, _ := cur.Member(c.Issuer); m.Role != group.RoleOwner {
+		r.gmu.Unlock()
+		return
+	}
+	out, err := s.applyCommitLocked(ctx, r, c)
+	r.gmu.Unlock()
+	if err != nil {
+		s.log.Info("room: held commit refused", "room", r.id, "epoch", c.Epoch, "err", err)
+		return
+	}
+	if out == group.Applied || out == group.Healed || out == group.Removed {
 		s.afterApply(ctx, r, c, out)
-		r.gmu.Lock()
-		if out == group.Removed || r.g == nil || r.g.cur() == nil {
-			return nil
-		}
-		// The held commit that follows the one just applied, if any.
-		next := -1
-		for i, h := range r.g.held {
-			if h.Epoch == r.g.st.Commit.Epoch+1 && h.Parent == r.g.st.Commit.Hash() {
-				next = i
-				break
-			}
-		}
-		if next < 0 {
-			r.g.held = slices.DeleteFunc(r.g.held, func(h *group.Commit) bool { return h.Epoch <= r.g.st.Commit.Epoch })
-			return nil
-		}
-		c = r.g.held[next]
-		r.g.held = slices.Delete(r.g.held, next, next+1)
 	}
 }

@@ -45,8 +45,8 @@ type groupState struct {
 	updates map[peer.ID]*group.KeyPackage
 	// pendingKP is the key package we published and no commit carries yet.
 	pendingKP *group.KeyPackage
-	// held are commits delivered 1:1 whose parent we did not hold yet
-	// (deliver.go), tried again after each commit we apply; at most
+	// held are owners' commits delivered 1:1 whose parent we did not hold
+	// yet (deliver.go), tried again after each commit we apply; at most
 	// maxHeld, the oldest dropped first.
 	held []*group.Commit
 	// forks are the commits a fork was reported for (reportFork): one
@@ -443,6 +443,8 @@ func (s *Service) afterApply(ctx context.Context, r *room, c *group.Commit, out 
 	s.requestSync(r.id, "")
 	// Our own changes queued while another commit raced in.
 	s.kickCommitter(r)
+	// A delivered commit that waited for this one.
+	s.retryHeld(ctx, r)
 }
 
 // commitLines says what a commit changed, for the room's history.

@@ -510,14 +510,20 @@ const MaxClockSkew = 5 * time.Minute
 // commit hash wins and the outcome is reported. parent may be nil when not
 // held; each issuer's role in parent is then taken from its own commit.
 func Wins(parent, a, b *Commit, childA, childB bool) bool {
-	if a.Issuer == b.Issuer {
-		return bytes.Compare(a.hash[:], b.hash[:]) < 0
-	}
 	roleIn := func(c *Commit, id peer.ID) Role {
 		if m, ok := c.Member(id); ok {
 			return m.Role
 		}
 		return 0
+	}
+	if a.Issuer == b.Issuer {
+		// An equivocation. The commit in which the issuer keeps the lower
+		// role wins (its leave: none): no issuer takes its own departure
+		// or step-down back with a second commit for the slot.
+		if ra, rb := roleIn(a, a.Issuer), roleIn(b, b.Issuer); ra != rb {
+			return ra < rb
+		}
+		return bytes.Compare(a.hash[:], b.hash[:]) < 0
 	}
 	before := func(x *Commit) Role {
 		if parent != nil {
