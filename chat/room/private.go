@@ -356,6 +356,12 @@ func (s *Service) applyCommitLocked(ctx context.Context, r *room, c *group.Commi
 	if err != nil {
 		return out, err
 	}
+	if (out == group.Healed || out == group.Removed) && group.Equivocates(c, before) {
+		// The equivocation's other commit won: we switched to it, a heal
+		// (or our removal) like any other, history lines and afterApply
+		// included, and reported.
+		s.alertLocked(ctx, r, c.Issuer, fmt.Sprintf("%s issued two different changes for epoch %d; the room follows one of them everywhere", s.who(ctx, c.Issuer), c.Epoch))
+	}
 	switch out {
 	case group.Duplicate, group.Stale:
 		return out, nil

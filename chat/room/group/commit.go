@@ -517,12 +517,11 @@ func Wins(parent, a, b *Commit, childA, childB bool) bool {
 		return 0
 	}
 	if a.Issuer == b.Issuer {
-		// An equivocation. The commit in which the issuer keeps the lower
-		// role wins (its leave: none): no issuer takes its own departure
-		// or step-down back with a second commit for the slot.
-		if ra, rb := roleIn(a, a.Issuer), roleIn(b, b.Issuer); ra != rb {
-			return ra < rb
-		}
+		// An equivocation: the smaller hash, a total order every member
+		// agrees on. (A rule that looked at the issuer's own role in each
+		// commit, to hold a departed owner to its leave, was tried and
+		// broken in review: two leaves tie again, and mixed with the
+		// ousting rule it made cycles in which members diverged.)
 		return bytes.Compare(a.hash[:], b.hash[:]) < 0
 	}
 	before := func(x *Commit) Role {

