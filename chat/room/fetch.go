@@ -267,12 +267,8 @@ func (s *Service) serveRemoval(remote peer.ID, id ID, cur *group.Commit, e uint6
 func (s *Service) chain(ctx context.Context, id ID, head *group.Commit, after uint64, limit int) []*group.Commit {
 	out := []*group.Commit{head}
 	for c := head; c.Epoch > after+1 && c.Epoch > 1 && len(out) < limit; {
-		var b []byte
-		if s.db.QueryRow(ctx, nil, "SELECT data FROM room_commits WHERE room = ? AND hash = ?", id[:], c.Parent[:]).Scan(&b) != nil {
-			break
-		}
-		p, err := group.ParseCommit(b)
-		if err != nil {
+		p := s.storedCommit(ctx, id, c.Parent)
+		if p == nil {
 			break
 		}
 		out = append(out, p)
@@ -286,6 +282,45 @@ func (s *Service) chain(ctx context.Context, id ID, head *group.Commit, after ui
 	}
 	return out
 }
+
+// storedCommit returns the commit of room id with hash h from the
+// database, nil if it holds none. Commits are immutable and were verified
+// when stored: parsed ones are kept in memory (commitCacheSize of them), so
+// that serving a fetch (memberSince walks the whole chain) costs no
+// signature check or query per commit.
+func (s *Service) storedCommit(ctx context.Context, id ID, h group.Hash) *group.Commit {
+	key := commitKey{id, h}
+	s.commitsMu.Lock()
+	c := s.commits[key]
+	s.commitsMu.Unlock()
+	if c != nil {
+		return c
+	}
+	var b []byte
+	if s.db.QueryRow(ctx, nil, "SELECT data FROM room_commits WHERE room = ? AND hash = ?", id[:], h[:]).Scan(&b) != nil {
+		return nil
+	}
+	c, err := group.ParseCommit(b)
+	if err != nil || c.Hash() != h {
+		return nil
+	}
+	s.commitsMu.Lock()
+	if len(s.commits) >= commitCacheSize {
+		clear(s.commits)
+	}
+	s.commits[key] = c
+	s.commitsMu.Unlock()
+	return c
+}
+
+// commitKey names a stored commit.
+type commitKey struct {
+	room ID
+	hash group.Hash
+}
+
+// commitCacheSize bounds the parsed commits storedCommit keeps.
+const commitCacheSize = 4096
 
 // serveChain answers with the commits of the chain we follow after epoch
 // after (oldest first, the oldest maxServedCommits if there are more:

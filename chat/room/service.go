@@ -80,6 +80,10 @@ type Service struct {
 	finder     providerFinder // nil: no rendezvous
 	budgets    syncBudgets    // of /parley/roomsync/1 and /2 (sync_budget.go)
 
+	// commits caches parsed stored commits (fetch.go, storedCommit).
+	commitsMu sync.Mutex
+	commits   map[commitKey]*group.Commit // guarded by commitsMu
+
 	// mu guards the in-memory view of the rooms; it is never held across a
 	// database transaction or a network call.
 	mu    sync.RWMutex
@@ -205,6 +209,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 
 		finder:  cfg.finder,
 		budgets: newSyncBudgets(),
+		commits: make(map[commitKey]*group.Commit),
 	}
 	psCtx, cancel := context.WithCancel(ctx)
 	opts := append(PubsubOptions(), pubsub.WithLogger(cfg.Logger.With("subsystem", "gossipsub")))
