@@ -844,7 +844,12 @@ func (s *Service) awaitJoined(ctx context.Context, r *room) (apitype.JoinResult,
 		select {
 		case <-ctx.Done():
 			var detail string
-			s.db.QueryRow(context.Background(), nil, "SELECT detail FROM room_joins WHERE link = ?", r.join.link).Scan(&detail)
+			r.gmu.Lock()
+			j := r.join
+			r.gmu.Unlock()
+			if j != nil {
+				s.db.QueryRow(context.Background(), nil, "SELECT detail FROM room_joins WHERE link = ?", j.link).Scan(&detail)
+			}
 			return apitype.JoinResult{Status: "waiting", Room: apitype.Room{Name: "#" + name, State: "waiting", Detail: detail}, Detail: detail}, nil
 		case <-ch:
 		case <-time.After(200 * time.Millisecond):
