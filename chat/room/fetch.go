@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -553,7 +554,11 @@ func (s *Service) syncWith(ctx context.Context, r *room, p peer.ID, commitsOnly 
 			}
 			return total, nil
 		}
+		known := s.loggedAmong(ctx, r, resp.Messages)
 		for _, m := range resp.Messages {
+			if known[m] {
+				continue
+			}
 			if ok, _ := s.verifyFetched(r, m); !ok {
 				continue
 			}
@@ -584,6 +589,49 @@ func (s *Service) syncCursor(ctx context.Context, r *room) uint64 {
 		return uint64(newest.Int64) - overlap
 	}
 	return 0
+}
+
+// loggedAmong returns the fetched messages of a private room that are
+// in our log already, by one query over the page's span of hlcs: a sync
+// overlaps what we hold (syncOverlap), and most of a page is known.
+func (s *Service) loggedAmong(ctx context.Context, r *room, msgs []*wirepb.SyncedMessage) map[*wirepb.SyncedMessage]bool {
+	type key struct{ sender, id string }
+	byKey := make(map[key]*wirepb.SyncedMessage, len(msgs))
+	var lo, hi uint64
+	for _, m := range msgs {
+		env, err := group.ParseEnvelope(group.RoomID(r.id), m.Data)
+		if err != nil || env.GetApp() == nil {
+			continue
+		}
+		h := env.GetApp().GetHlc()
+		if len(byKey) == 0 || h < lo {
+			lo = h
+		}
+		hi = max(hi, h)
+		byKey[key{peer.ID(m.From).String(), string(env.GetApp().GetMsgId())}] = m
+	}
+	if len(byKey) == 0 || hi > math.MaxInt64 {
+		return nil
+	}
+	rows, err := s.db.Query(ctx, nil, "SELECT sender, msg_id FROM room_log WHERE room = ? AND hlc >= ? AND hlc <= ?", r.id[:], lo, hi)
+	if err != nil {
+		return nil
+	}
+	defer rows.Close()
+	known := map[*wirepb.SyncedMessage]bool{}
+	for rows.Next() {
+		var (
+			sender string
+			id     []byte
+		)
+		if rows.Scan(&sender, &id) != nil {
+			return nil
+		}
+		if m := byKey[key{sender, string(id)}]; m != nil {
+			known[m] = true
+		}
+	}
+	return known
 }
 
 // verifyFetched checks a fetched message as the live path does: the
