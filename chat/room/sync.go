@@ -128,8 +128,12 @@ const (
 // joinRetry is when the waiting joins ask again.
 func (s *Service) joinRetry() time.Duration {
 	s.mu.RLock()
-	defer s.mu.RUnlock()
+	rooms := make([]*room, 0, len(s.rooms))
 	for _, r := range s.rooms {
+		rooms = append(rooms, r)
+	}
+	s.mu.RUnlock()
+	for _, r := range rooms { // r.gmu is never taken under s.mu (takeWelcome)
 		r.gmu.Lock()
 		fresh := r.join != nil && s.now().Sub(r.join.started) < fastJoinPeriod
 		r.gmu.Unlock()
@@ -369,13 +373,19 @@ func (s *Service) serveSync(remote peer.ID, req *wirepb.RoomSyncRequest) *wirepb
 // relayOnlyMembers lists, for every room, the current members this node is
 // connected to only through a relay.
 func (s *Service) relayOnlyMembers() []syncJob {
+	// The rooms are listed under s.mu, which is released before any
+	// r.gmu is taken: takeWelcome holds r.gmu while it takes s.mu.
 	s.mu.RLock()
-	defer s.mu.RUnlock()
-	var out []syncJob
-	for id, r := range s.rooms {
-		if r.public {
-			continue
+	rooms := make([]*room, 0, len(s.rooms))
+	for _, r := range s.rooms {
+		if !r.public {
+			rooms = append(rooms, r)
 		}
+	}
+	s.mu.RUnlock()
+	var out []syncJob
+	for _, r := range rooms {
+		id := r.id
 		r.gmu.Lock()
 		if r.g != nil && r.g.cur() != nil {
 			for _, m := range r.g.st.Commit.Members {
