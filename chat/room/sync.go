@@ -155,8 +155,17 @@ func (s *Service) syncPeers(r *room, n int) []peer.ID {
 	return out
 }
 
-// peerLoop syncs with every peer that joins the room's topic.
+// peerSyncEvery is how often at most a room syncs with a peer because it
+// joined the topic: a DHT lookup connects a node to dozens of members at
+// once, and syncing with each (each a page of the last syncOverlap) cost
+// more than the room's traffic. The minute's sync with a few members
+// catches up with the rest.
+const peerSyncEvery = 10 * time.Second
+
+// peerLoop syncs with peers that join the room's topic (one per
+// peerSyncEvery).
 func (s *Service) peerLoop(ctx context.Context, r *room, evs *pubsub.TopicEventHandler) {
+	var synced time.Time
 	for {
 		ev, err := evs.NextPeerEvent(ctx)
 		if err != nil {
@@ -189,6 +198,10 @@ func (s *Service) peerLoop(ctx context.Context, r *room, evs *pubsub.TopicEventH
 			}()
 			continue
 		}
+		if time.Since(synced) < peerSyncEvery {
+			continue
+		}
+		synced = time.Now()
 		s.requestSync(r.id, ev.Peer)
 	}
 }
