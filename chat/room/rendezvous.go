@@ -3,6 +3,7 @@ package room
 import (
 	"context"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -51,9 +52,11 @@ func (s *Service) rendezvousLoop(ctx context.Context, r *room) {
 			continue
 		}
 		if !c.Equals(provided) || time.Since(providedAt) > reprovideEvery {
+			before := s.connected()
 			pctx, cancel := context.WithTimeout(ctx, time.Minute)
 			err := s.dht.Provide(pctx, c, true)
 			cancel()
+			s.closeOneShot(ctx, before, nil)
 			if err == nil {
 				provided, providedAt = c, time.Now()
 			} else if ctx.Err() == nil {
@@ -100,6 +103,9 @@ func (s *Service) findMembers(ctx context.Context, r *room, c cid.Cid) int {
 	if want <= 0 || s.finder == nil {
 		return 0
 	}
+	before := s.connected()
+	chosen := map[peer.ID]bool{}
+	defer func() { s.closeOneShot(ctx, before, chosen) }()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	n := 0
@@ -124,6 +130,7 @@ func (s *Service) findMembers(ctx context.Context, r *room, c cid.Cid) int {
 		err := s.host.Connect(cctx, peer.AddrInfo{ID: info.ID, Addrs: info.Addrs})
 		ccancel()
 		if err == nil {
+			chosen[info.ID] = true
 			if n++; n >= want {
 				break
 			}
@@ -175,4 +182,66 @@ func (s *Service) dialPeers(ctx context.Context, ids []peer.ID, n int) int {
 		cancel()
 	}
 	return done
+}
+
+// oneShotLinger is how long the connections a DHT lookup opened stay
+// after it, so that its last requests (ADD_PROVIDER is sent without an
+// answer) leave the node before the connection closes.
+const oneShotLinger = 5 * time.Second
+
+// connected returns the peers we are connected to.
+func (s *Service) connected() map[peer.ID]bool {
+	out := map[peer.ID]bool{}
+	for _, p := range s.host.Network().Peers() {
+		out[p] = true
+	}
+	return out
+}
+
+// closeOneShot closes, after oneShotLinger, the connections opened since
+// before (by a DHT lookup of the rendezvous: every peer it queried stays
+// connected, and in a network of a few dozen nodes that is every member,
+// which gossipsub then counts as a topic peer) except those to keep (the
+// members we chose to connect to), those the connection manager protects
+// (gossipsub mesh peers, relays) and those that carry a Parley stream
+// (a sync, a join, a 1:1 session) by then.
+func (s *Service) closeOneShot(ctx context.Context, before, keep map[peer.ID]bool) {
+	var fresh []peer.ID
+	for _, p := range s.host.Network().Peers() {
+		if !before[p] && !keep[p] {
+			fresh = append(fresh, p)
+		}
+	}
+	if len(fresh) == 0 {
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		t := time.NewTimer(oneShotLinger)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cm := s.host.ConnManager()
+	peers:
+		for _, p := range fresh {
+			if cm.IsProtected(p, "") {
+				continue
+			}
+			conns := s.host.Network().ConnsToPeer(p)
+			for _, c := range conns {
+				for _, st := range c.GetStreams() {
+					if strings.HasPrefix(string(st.Protocol()), "/parley/") {
+						continue peers
+					}
+				}
+			}
+			for _, c := range conns {
+				c.Close()
+			}
+		}
+	}()
 }
