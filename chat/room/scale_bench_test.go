@@ -116,7 +116,7 @@ func startCluster(b *testing.B, n int, graph [][2]int) *cluster {
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
-			tick := time.NewTicker(5 * time.Second)
+			tick := time.NewTicker(2 * time.Second)
 			defer tick.Stop()
 			for {
 				select {
@@ -133,6 +133,12 @@ func startCluster(b *testing.B, n int, graph [][2]int) *cluster {
 						}
 					}
 					b.Logf("%v in: connections per node avg %.1f max %d, protected avg %.1f", time.Since(c.start).Round(time.Second), avg, most, float64(prot)/float64(len(c.hs)))
+					if dir := os.Getenv("PARLEY_BENCH_CONNLOG_DIR"); dir != "" {
+						if f, err := os.Create(fmt.Sprintf("%s/g-%03d.txt", dir, int(time.Since(c.start).Seconds()))); err == nil {
+							pprof.Lookup("goroutine").WriteTo(f, 1)
+							f.Close()
+						}
+					}
 				}
 			}
 		}()
@@ -414,6 +420,15 @@ func BenchmarkScale(b *testing.B) {
 				b.ReportMetric(avg, "conns-avg")
 				b.ReportMetric(float64(most), "conns-max")
 				b.Logf("N=%d: after forming, connections per node avg %.1f max %d", n, avg, most)
+				if d, err := time.ParseDuration(os.Getenv("PARLEY_BENCH_SETTLE")); err == nil {
+					// Measure the steady state: the connections the DHT's
+					// lookups left are trimmed after the grace period.
+					time.Sleep(d)
+					c.logConnections(b, "after settling")
+					avg, most = c.connections()
+					b.ReportMetric(avg, "conns-settled-avg")
+					b.ReportMetric(float64(most), "conns-settled-max")
+				}
 				r := c.track("data")
 				var failed atomic.Int64
 				stopProfile := driveProfile(b)
