@@ -96,6 +96,9 @@ type Service struct {
 
 	inbox chan struct{}
 	syncs chan syncJob
+	// syncPending holds the jobs queued on syncs (guarded by syncMu).
+	syncMu      sync.Mutex
+	syncPending map[syncJob]bool
 	// started is closed once Run has loaded and started the joined rooms.
 	started chan struct{}
 }
@@ -206,6 +209,8 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		commitRate: chat.NewLimiter(10, 6*time.Second),
 		inbox:      make(chan struct{}, 1),
 		syncs:      make(chan syncJob, 64),
+
+		syncPending: make(map[syncJob]bool),
 
 		finder:  cfg.finder,
 		budgets: newSyncBudgets(),
