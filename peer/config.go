@@ -26,30 +26,14 @@ const (
 	RoleBootstrap
 )
 
-// Connection manager limits. When a node holds HighWater connections or
-// more, it closes the least valued of those that are neither protected nor
-// younger than GracePeriod until LowWater of them are left. Protected are
-// gossipsub mesh peers (go-libp2p-pubsub protects them), relays we hold a
-// reservation on (autorelay) and, on a bootstrap node only, the peers of
-// the DHT's two widest buckets. Contacts are not protected: a 1:1 session
-// dials again when it needs to.
-//
-// A user node needs few: its rooms' meshes (protected) and a few others.
-// Every DHT lookup (the routing table's refresh, a rendezvous Provide)
-// dials the peers it queries and leaves them connected; in a network of a
-// few dozen nodes that is every node, and gossipsub counts each member as
-// a topic peer (flood publishing to each). Those connections go once
-// GracePeriod has passed (BenchmarkScale N=50: 48 connections per node
-// before, 10 to 11 once trimmed). A bootstrap node serves the DHT and
-// relays to everyone and keeps many.
+// Connection manager limits: the node trims connections down to LowWater
+// when it holds more than HighWater, sparing connections younger than
+// GracePeriod and peers that Parley protects (contacts in a conversation,
+// room members, relays).
 const (
-	LowWater    = 4
-	HighWater   = 12
-	GracePeriod = 20 * time.Second
-
-	BootstrapLowWater    = 96
-	BootstrapHighWater   = 192
-	BootstrapGracePeriod = time.Minute
+	LowWater    = 96
+	HighWater   = 192
+	GracePeriod = time.Minute
 )
 
 // Config is everything a node needs to start. The zero value plus a Home is

@@ -13,7 +13,6 @@ import (
 
 	"github.com/libp2p/go-libp2p"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
-	coreconnmgr "github.com/libp2p/go-libp2p/core/connmgr"
 	"github.com/libp2p/go-libp2p/core/network"
 	lpeer "github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
@@ -91,17 +90,9 @@ func (n *Node) hostOptions(listen []ma.Multiaddr, routing func() *discovery.Disc
 		gater = &allowGater{self: n.id.PeerID(), allow: allow, dep: newDepositorGate()}
 		n.gater = gater
 	}
-	low, high, grace := LowWater, HighWater, GracePeriod
-	if n.cfg.Role == RoleBootstrap {
-		low, high, grace = BootstrapLowWater, BootstrapHighWater, BootstrapGracePeriod
-	}
-	basic, err := connmgr.NewConnManager(low, high, connmgr.WithGracePeriod(grace))
+	cm, err := connmgr.NewConnManager(LowWater, HighWater, connmgr.WithGracePeriod(GracePeriod))
 	if err != nil {
 		return nil, fmt.Errorf("connection manager: %w", err)
-	}
-	var cm coreconnmgr.ConnManager = basic
-	if n.cfg.Role != RoleBootstrap {
-		cm = userConnManager{basic}
 	}
 	limits := rcmgr.PartialLimitConfig{Protocol: map[protocol.ID]rcmgr.ResourceLimits{
 		wire.ProtocolMailbox: mailboxProtocolLimits,
@@ -165,34 +156,6 @@ func (n *Node) hostOptions(listen []ma.Multiaddr, routing func() *discovery.Disc
 		))
 	}
 	return opts, nil
-}
-
-// dhtProtectTag is the tag under which go-libp2p-kad-dht protects from
-// the connection manager the peers of its two widest buckets (common
-// prefix 0 and 1 with our key: three quarters of the peers it knows).
-const dhtProtectTag = "kbucket"
-
-// userConnManager is a user node's connection manager: the DHT's routing
-// table does not pin connections there, so that the connections its
-// lookups open are trimmed like any other. Its peers stay in the routing
-// table (kad-dht keeps disconnected peers) and are tagged instead, above
-// a peer nothing tags. Everything else is the BasicConnMgr's.
-type userConnManager struct{ *connmgr.BasicConnMgr }
-
-func (c userConnManager) Protect(p lpeer.ID, tag string) {
-	if tag == dhtProtectTag {
-		c.TagPeer(p, dhtProtectTag+"-wide", 10)
-		return
-	}
-	c.BasicConnMgr.Protect(p, tag)
-}
-
-func (c userConnManager) Unprotect(p lpeer.ID, tag string) bool {
-	if tag == dhtProtectTag {
-		c.UntagPeer(p, dhtProtectTag+"-wide")
-		return c.IsProtected(p, "")
-	}
-	return c.BasicConnMgr.Unprotect(p, tag)
 }
 
 // relayPeerSource offers auto-relay the configured bootstrap peers first,
