@@ -221,9 +221,10 @@ func (s *Service) connected() map[peer.ID]bool {
 // before (by a DHT lookup of the rendezvous: every peer it queried stays
 // connected, and in a network of a few dozen nodes that is every member,
 // which gossipsub then counts as a topic peer) except those to keep (the
-// members we chose to connect to), those the connection manager protects
-// (gossipsub mesh peers, relays) and those that carry a Parley stream
-// (a sync, a join, a 1:1 session) by then.
+// members we chose to connect to), those the peer dialled (a joiner that
+// asks to join), those the connection manager protects (gossipsub mesh
+// peers, relays) and those that carry a Parley stream (a sync, a join, a
+// 1:1 session) by then.
 func (s *Service) closeOneShot(ctx context.Context, before, keep map[peer.ID]bool) {
 	var fresh []peer.ID
 	for _, p := range s.host.Network().Peers() {
@@ -252,6 +253,9 @@ func (s *Service) closeOneShot(ctx context.Context, before, keep map[peer.ID]boo
 			}
 			conns := s.host.Network().ConnsToPeer(p)
 			for _, c := range conns {
+				if c.Stat().Direction != network.DirOutbound {
+					continue peers // the peer dialled us (a joiner, a contact)
+				}
 				for _, st := range c.GetStreams() {
 					if strings.HasPrefix(string(st.Protocol()), "/parley/") {
 						continue peers
