@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -270,12 +271,8 @@ func (s *Service) serveRemoval(remote peer.ID, id ID, cur *group.Commit, e uint6
 func (s *Service) chain(ctx context.Context, id ID, head *group.Commit, after uint64, limit int) []*group.Commit {
 	out := []*group.Commit{head}
 	for c := head; c.Epoch > after+1 && c.Epoch > 1 && len(out) < limit; {
-		var b []byte
-		if s.db.QueryRow(ctx, nil, "SELECT data FROM room_commits WHERE room = ? AND hash = ?", id[:], c.Parent[:]).Scan(&b) != nil {
-			break
-		}
-		p, err := group.ParseCommit(b)
-		if err != nil {
+		p := s.storedCommit(ctx, id, c.Parent)
+		if p == nil {
 			break
 		}
 		out = append(out, p)
@@ -289,6 +286,45 @@ func (s *Service) chain(ctx context.Context, id ID, head *group.Commit, after ui
 	}
 	return out
 }
+
+// storedCommit returns the commit of room id with hash h from the
+// database, nil if it holds none. Commits are immutable and were verified
+// when stored: parsed ones are kept in memory (commitCacheSize of them), so
+// that serving a fetch (memberSince walks the whole chain) costs no
+// signature check or query per commit.
+func (s *Service) storedCommit(ctx context.Context, id ID, h group.Hash) *group.Commit {
+	key := commitKey{id, h}
+	s.commitsMu.Lock()
+	c := s.commits[key]
+	s.commitsMu.Unlock()
+	if c != nil {
+		return c
+	}
+	var b []byte
+	if s.db.QueryRow(ctx, nil, "SELECT data FROM room_commits WHERE room = ? AND hash = ?", id[:], h[:]).Scan(&b) != nil {
+		return nil
+	}
+	c, err := group.ParseCommit(b)
+	if err != nil || c.Hash() != h {
+		return nil
+	}
+	s.commitsMu.Lock()
+	if len(s.commits) >= commitCacheSize {
+		clear(s.commits)
+	}
+	s.commits[key] = c
+	s.commitsMu.Unlock()
+	return c
+}
+
+// commitKey names a stored commit.
+type commitKey struct {
+	room ID
+	hash group.Hash
+}
+
+// commitCacheSize bounds the parsed commits storedCommit keeps.
+const commitCacheSize = 4096
 
 // serveChain answers with the commits of the chain we follow after epoch
 // after (oldest first, the oldest maxServedCommits if there are more:
@@ -521,7 +557,11 @@ func (s *Service) syncWith(ctx context.Context, r *room, p peer.ID, commitsOnly 
 			}
 			return total, nil
 		}
+		known := s.loggedAmong(ctx, r, resp.Messages)
 		for _, m := range resp.Messages {
+			if known[m] {
+				continue
+			}
 			if ok, _ := s.verifyFetched(r, m); !ok {
 				continue
 			}
@@ -554,6 +594,49 @@ func (s *Service) syncCursor(ctx context.Context, r *room) uint64 {
 		return uint64(newest.Int64) - overlap
 	}
 	return 0
+}
+
+// loggedAmong returns the fetched messages of a private room that are
+// in our log already, by one query over the page's span of hlcs: a sync
+// overlaps what we hold (syncOverlap), and most of a page is known.
+func (s *Service) loggedAmong(ctx context.Context, r *room, msgs []*wirepb.SyncedMessage) map[*wirepb.SyncedMessage]bool {
+	type key struct{ sender, id string }
+	byKey := make(map[key]*wirepb.SyncedMessage, len(msgs))
+	var lo, hi uint64
+	for _, m := range msgs {
+		env, err := group.ParseEnvelope(group.RoomID(r.id), m.Data)
+		if err != nil || env.GetApp() == nil {
+			continue
+		}
+		h := env.GetApp().GetHlc()
+		if len(byKey) == 0 || h < lo {
+			lo = h
+		}
+		hi = max(hi, h)
+		byKey[key{peer.ID(m.From).String(), string(env.GetApp().GetMsgId())}] = m
+	}
+	if len(byKey) == 0 || hi > math.MaxInt64 {
+		return nil
+	}
+	rows, err := s.db.Query(ctx, nil, "SELECT sender, msg_id FROM room_log WHERE room = ? AND hlc >= ? AND hlc <= ?", r.id[:], lo, hi)
+	if err != nil {
+		return nil
+	}
+	defer rows.Close()
+	known := map[*wirepb.SyncedMessage]bool{}
+	for rows.Next() {
+		var (
+			sender string
+			id     []byte
+		)
+		if rows.Scan(&sender, &id) != nil {
+			return nil
+		}
+		if m := byKey[key{sender, string(id)}]; m != nil {
+			known[m] = true
+		}
+	}
+	return known
 }
 
 // verifyFetched checks a fetched message as the live path does: the

@@ -25,6 +25,11 @@ const maxProviders = 8
 // private-room key changes with the UTC date anyway.
 const reprovideEvery = 6 * time.Hour
 
+// provideSettle is how long a member holds a new rendezvous key (a new
+// epoch) before it provides under it: a room that commits many changes
+// in a row (joins through a link) is provided once, under the last key.
+const provideSettle = time.Minute
+
 // rendezvousLoop advertises this node under the room's rendezvous CID and
 // connects to the other providers, so that gossipsub meshes the members.
 // It looks often while it has no topic peer, and every FindInterval after.
@@ -35,6 +40,8 @@ func (s *Service) rendezvousLoop(ctx context.Context, r *room) {
 	var (
 		provided   cid.Cid
 		providedAt time.Time
+		seen       cid.Cid // the newest key, and since when we hold it
+		seenAt     time.Time
 		wait       = 200 * time.Millisecond
 	)
 	timer := time.NewTimer(0)
@@ -50,7 +57,17 @@ func (s *Service) rendezvousLoop(ctx context.Context, r *room) {
 			timer.Reset(s.cfg.FindInterval)
 			continue
 		}
-		if !c.Equals(provided) || time.Since(providedAt) > reprovideEvery {
+		if !c.Equals(seen) {
+			seen, seenAt = c, time.Now()
+		}
+		// A new member provides at once; a member re-provides under a
+		// new epoch's key once it has held it for provideSettle: every
+		// commit changes the key, and a Provide is a DHT lookup that
+		// dials the closest peers, by every member. Members already
+		// connected need no record; one that comes back finds the
+		// others under the key it knows, or by peer ID.
+		settled := provided == cid.Undef || time.Since(seenAt) >= provideSettle
+		if (!c.Equals(provided) && settled) || time.Since(providedAt) > reprovideEvery {
 			pctx, cancel := context.WithTimeout(ctx, time.Minute)
 			err := s.dht.Provide(pctx, c, true)
 			cancel()
@@ -73,6 +90,8 @@ func (s *Service) rendezvousLoop(ctx context.Context, r *room) {
 		}
 		if provided == cid.Undef {
 			wait = min(wait, 2*time.Second)
+		} else if !c.Equals(provided) {
+			wait = min(wait, max(time.Until(seenAt.Add(provideSettle)), 0)+time.Second)
 		}
 		timer.Reset(wait/2 + rand.N(wait/2+1))
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	mrand "math/rand/v2"
+	"os"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -93,13 +95,14 @@ type cluster struct {
 	runs   map[string]*run // by text prefix ("hello", "data", ...)
 	nudges []chan struct{} // one per node: a room event arrived
 
-	stop chan struct{}
-	wg   sync.WaitGroup
+	stop  chan struct{}
+	wg    sync.WaitGroup
+	start time.Time
 }
 
 func startCluster(b *testing.B, n int, graph [][2]int) *cluster {
 	b.Helper()
-	c := &cluster{graph: graph, wire: &wireCount{ids: map[string]bool{}}, runs: map[string]*run{}, stop: make(chan struct{})}
+	c := &cluster{graph: graph, wire: &wireCount{ids: map[string]bool{}}, runs: map[string]*run{}, stop: make(chan struct{}), start: time.Now()}
 	room.SetTestPubsubOptions(b, func(host.Host) []pubsub.Option {
 		return []pubsub.Option{pubsub.WithRawTracer(c.wire.tracer())}
 	})
@@ -109,6 +112,37 @@ func startCluster(b *testing.B, n int, graph [][2]int) *cluster {
 		c.hs = append(c.hs, node.Host())
 	}
 	connectGraph(b, c.hs, graph)
+	if os.Getenv("PARLEY_BENCH_CONNLOG") != "" {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			tick := time.NewTicker(2 * time.Second)
+			defer tick.Stop()
+			for {
+				select {
+				case <-c.stop:
+					return
+				case <-tick.C:
+					avg, most := c.connections()
+					prot := 0
+					for _, h := range c.hs {
+						for _, p := range h.Network().Peers() {
+							if h.ConnManager().IsProtected(p, "") {
+								prot++
+							}
+						}
+					}
+					b.Logf("%v in: connections per node avg %.1f max %d, protected avg %.1f", time.Since(c.start).Round(time.Second), avg, most, float64(prot)/float64(len(c.hs)))
+					if dir := os.Getenv("PARLEY_BENCH_CONNLOG_DIR"); dir != "" {
+						if f, err := os.Create(fmt.Sprintf("%s/g-%03d.txt", dir, int(time.Since(c.start).Seconds()))); err == nil {
+							pprof.Lookup("goroutine").WriteTo(f, 1)
+							f.Close()
+						}
+					}
+				}
+			}
+		}()
+	}
 	for _, node := range c.nodes {
 		nudge := make(chan struct{}, 1)
 		c.nudges = append(c.nudges, nudge)
@@ -210,6 +244,34 @@ func (c *cluster) connections() (avg float64, most int) {
 	return float64(total) / float64(len(c.hs)), most
 }
 
+// logConnections logs the connections per node at one phase of a run.
+func (c *cluster) logConnections(b *testing.B, phase string) {
+	avg, most := c.connections()
+	b.Logf("N=%d: %s (%v in), connections per node avg %.1f max %d", len(c.nodes), phase, time.Since(c.start).Round(time.Second), avg, most)
+}
+
+// driveProfile writes a CPU profile of the measured run alone to the file
+// named by PARLEY_BENCH_CPUPROFILE, if set (not with -cpuprofile: one CPU
+// profile at a time), and returns what stops it.
+func driveProfile(b *testing.B) func() {
+	path := os.Getenv("PARLEY_BENCH_CPUPROFILE")
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
+}
+
 // dmFrames is the number of 1:1 frames acknowledged so far, all nodes.
 func (c *cluster) dmFrames() int64 {
 	var n uint64
@@ -261,7 +323,11 @@ func (c *cluster) awaitSome(timeout time.Duration, which []int, cond func(i int)
 		}
 	}
 	at = make([]time.Time, len(which))
-	deadline := time.After(timeout)
+	// One channel that closes, not time.After: its one value would end
+	// the wait of one node only.
+	deadline := make(chan struct{})
+	timer := time.AfterFunc(timeout, func() { close(deadline) })
+	defer timer.Stop()
 	var wg sync.WaitGroup
 	for k, i := range which {
 		wg.Add(1)
@@ -346,14 +412,26 @@ func BenchmarkScale(b *testing.B) {
 				b.ReportMetric(2*float64(len(graph))/float64(n), "graph-degree")
 				raw := benchRaw(b, n, graph)
 				c := startCluster(b, n, graph)
+				c.logConnections(b, "after the graph")
 				formRoom(b, c)
+				c.logConnections(b, "after joining")
 				c.hellos(b, 5*time.Minute)
 				avg, most := c.connections()
 				b.ReportMetric(avg, "conns-avg")
 				b.ReportMetric(float64(most), "conns-max")
 				b.Logf("N=%d: after forming, connections per node avg %.1f max %d", n, avg, most)
+				if d, err := time.ParseDuration(os.Getenv("PARLEY_BENCH_SETTLE")); err == nil {
+					// Measure the steady state: the connections the DHT's
+					// lookups left are trimmed after the grace period.
+					time.Sleep(d)
+					c.logConnections(b, "after settling")
+					avg, most = c.connections()
+					b.ReportMetric(avg, "conns-settled-avg")
+					b.ReportMetric(float64(most), "conns-settled-max")
+				}
 				r := c.track("data")
 				var failed atomic.Int64
+				stopProfile := driveProfile(b)
 				cpu, heap := drive(b, n, r, mrand.New(mrand.NewPCG(2, uint64(n))), func(from, seq int) error {
 					// A failed send counts as undelivered, not as the end of the run.
 					if _, err := c.nodes[from].Rooms().Send(context.Background(), "#bench", "data "+text(seq)); err != nil {
@@ -361,7 +439,9 @@ func BenchmarkScale(b *testing.B) {
 					}
 					return nil
 				})
+				stopProfile()
 				b.ReportMetric(float64(failed.Load()), "send-errors")
+				c.logConnections(b, "after the run")
 				parley := report(b, "parley", n, r, cpu, heap, 0, 0)
 				avg, most = c.connections()
 				b.ReportMetric(float64(parley.p99)/float64(raw.p99), "p99-ratio")
@@ -517,9 +597,15 @@ func formBy(b *testing.B, c *cluster, how string) int {
 		}
 	}
 	wg.Wait()
-	_, missing := c.awaitSome(5*time.Minute, nil, func(i int) bool {
+	at, missing := c.awaitSome(5*time.Minute, nil, func(i int) bool {
 		info := c.info(i)
 		return len(info.Members) == n && (info.State == "" || info.State == "joined")
 	})
+	for i, t := range at {
+		if t.IsZero() {
+			info := c.info(i)
+			b.Logf("node %d: state %q, epoch %d, %d members, detail %q, %d connections", i, info.State, info.Epoch, len(info.Members), info.Detail, len(c.hs[i].Network().Peers()))
+		}
+	}
 	return n - missing
 }

@@ -80,6 +80,10 @@ type Service struct {
 	finder     providerFinder // nil: no rendezvous
 	budgets    syncBudgets    // of /parley/roomsync/1 and /2 (sync_budget.go)
 
+	// commits caches parsed stored commits (fetch.go, storedCommit).
+	commitsMu sync.Mutex
+	commits   map[commitKey]*group.Commit // guarded by commitsMu
+
 	// mu guards the in-memory view of the rooms. Lock order: a room's gmu
 	// before mu (never take a gmu while holding mu: see roomList). mu is
 	// never held across a database transaction or a network call.
@@ -97,6 +101,9 @@ type Service struct {
 
 	inbox chan struct{}
 	syncs chan syncJob
+	// syncPending holds the jobs queued on syncs (guarded by syncMu).
+	syncMu      sync.Mutex
+	syncPending map[syncJob]bool
 	// started is closed once Run has loaded and started the joined rooms.
 	started chan struct{}
 }
@@ -209,8 +216,11 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		inbox:      make(chan struct{}, 1),
 		syncs:      make(chan syncJob, 64),
 
+		syncPending: make(map[syncJob]bool),
+
 		finder:  cfg.finder,
 		budgets: newSyncBudgets(),
+		commits: make(map[commitKey]*group.Commit),
 	}
 	psCtx, cancel := context.WithCancel(ctx)
 	opts := append(PubsubOptions(), pubsub.WithLogger(cfg.Logger.With("subsystem", "gossipsub")))

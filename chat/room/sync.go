@@ -34,11 +34,30 @@ type syncJob struct {
 	peer peer.ID // "" for a few connected members
 }
 
+// requestSync queues a sync of room id with p ("": a few members),
+// unless the same one waits already: every applied commit asks for one,
+// and a room formed by dozens of joins queued as many (each a page of
+// the last syncOverlap from three members), run one after the other
+// long after the room had settled.
 func (s *Service) requestSync(id ID, p peer.ID) {
+	j := syncJob{id, p}
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	if s.syncPending[j] {
+		return
+	}
 	select {
-	case s.syncs <- syncJob{id, p}:
+	case s.syncs <- j:
+		s.syncPending[j] = true
 	default:
 	}
+}
+
+// syncTaken marks a queued sync as taken off the queue.
+func (s *Service) syncTaken(j syncJob) {
+	s.syncMu.Lock()
+	delete(s.syncPending, j)
+	s.syncMu.Unlock()
 }
 
 // relayedSyncInterval is how often a member pulls the history of members
@@ -89,6 +108,7 @@ func (s *Service) syncLoop(ctx context.Context) {
 			}
 			s.mu.RUnlock()
 		case j := <-s.syncs:
+			s.syncTaken(j)
 			r := s.room(j.room)
 			if r == nil {
 				continue
@@ -149,7 +169,8 @@ func (s *Service) syncPeers(r *room, n int) []peer.ID {
 	return out
 }
 
-// peerLoop syncs with every peer that joins the room's topic.
+// peerLoop syncs with every peer that joins the room's topic (a sync
+// already queued with it is not queued twice: requestSync).
 func (s *Service) peerLoop(ctx context.Context, r *room, evs *pubsub.TopicEventHandler) {
 	for {
 		ev, err := evs.NextPeerEvent(ctx)
