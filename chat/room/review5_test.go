@@ -118,8 +118,7 @@ func TestReview5StaleVouchRemovesOfflineMember(t *testing.T) {
 		carol.Chat().Kick(bobID)
 		return carol.Chat().OutboxDepth(ctx) == 0
 	})
-	inboxDrained(t, bob2)
-	time.Sleep(time.Second)
+	inboxDrained(t, bob2) // every delivered commit was judged
 	if got, _ := groupEpoch(t, bob2, "team"); state() != "joined" || got != n {
 		t.Fatalf("control: carol's own delivery moved bob: %s at %d", state(), got)
 	}
@@ -133,8 +132,7 @@ func TestReview5StaleVouchRemovesOfflineMember(t *testing.T) {
 		mallory.Chat().Kick(bobID)
 		return mallory.Chat().OutboxDepth(ctx) == 0
 	})
-	inboxDrained(t, bob2)
-	time.Sleep(time.Second)
+	inboxDrained(t, bob2) // every delivered commit was judged
 	info, _ := bob2.Rooms().Info(ctx, "team")
 	t.Logf("bob's room after X vouched by mallory: %q (%s)", info.State, info.Detail)
 	if state() == "removed" {
@@ -186,8 +184,7 @@ func TestReview5HeldChildNotRetriedAfterTopicParent(t *testing.T) {
 	if err := carol.Rooms().PublishRaw(ctx, "team", commitEnvelope(t, id, c1.Proto())); err != nil {
 		t.Fatal(err)
 	}
-	bob.waitEpoch(t, "team", n+1)
-	time.Sleep(3 * time.Second)
+	bob.waitEpoch(t, "team", n+2) // c1, then the held c2 (afterApply)
 	got, h := groupEpoch(t, bob, "team")
 	t.Logf("bob after c2 (1:1, held) then c1 (topic): epoch %d (%x)", got, h[:4])
 	attack := got == n+1 && h == c1.Hash()
@@ -284,8 +281,7 @@ func TestReview5LeftOwnerRemovesOfflineMember(t *testing.T) {
 		eve.Chat().Kick(bobID)
 		return eve.Chat().OutboxDepth(ctx) == 0
 	})
-	inboxDrained(t, bob2)
-	time.Sleep(time.Second)
+	inboxDrained(t, bob2) // every delivered commit was judged
 	info, _ := bob2.Rooms().Info(ctx, "team")
 	t.Logf("bob's room after the left owner's commit: %q (%s)", info.State, info.Detail)
 	if info.State == "removed" {
@@ -417,8 +413,7 @@ func TestReview5OwnerOutOfOrderNotHeld(t *testing.T) {
 	deliver(t, alice, bob, id, c1.Proto())
 	peertest.Eventually(t, 30*time.Second, "alice's frames acked", func() bool { return alice.Chat().OutboxDepth(ctx) == 0 })
 	bob.waitEpoch(t, "team", n+1)
-	inboxDrained(t, bob)
-	time.Sleep(2 * time.Second)
+	inboxDrained(t, bob) // c1 applied, then the held c2 in the same drain
 	got, h := groupEpoch(t, bob, "team")
 	t.Logf("bob after alice's c2 then c1: epoch %d (%x)", got, h[:4])
 	attack := got != n+2
