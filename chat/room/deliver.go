@@ -124,9 +124,11 @@ func (s *Service) applyDelivered(ctx context.Context, from peer.ID, d *wirepb.Ro
 	// The budget of the topic (checkCommit), per deliverer and per claimed
 	// issuer: anything but our successor costs a signature check and HPKE
 	// work.
-	if !s.nextCommit(r, d.GetCommit()) {
-		var body wirepb.CommitBody
-		proto.Unmarshal(d.GetCommit().GetBody(), &body)
+	var body wirepb.CommitBody
+	if err := proto.Unmarshal(d.GetCommit().GetBody(), &body); err != nil {
+		return fmt.Errorf("room commit from %s: %w", from, err)
+	}
+	if !s.successorBody(r, &body) {
 		if !s.commitRate.Allow(peer.ID("delivered/"+from), s.now()) || !s.commitRate.Allow(peer.ID("issuer/"+string(body.GetIssuer())), s.now()) {
 			return fmt.Errorf("room %s: commits delivered by %s over budget", r.name, from)
 		}

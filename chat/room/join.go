@@ -810,13 +810,7 @@ func (s *Service) joinEnded(link, name string) error {
 // retryJoins asks again for every join that waits for its admin, and
 // gives up those whose token can no longer admit us.
 func (s *Service) retryJoins(ctx context.Context) {
-	s.mu.RLock()
-	var rs []*room
-	for _, r := range s.rooms {
-		rs = append(rs, r)
-	}
-	s.mu.RUnlock()
-	for _, r := range rs {
+	for _, r := range s.roomList() {
 		r.gmu.Lock()
 		j, leaving := r.join, r.leaving
 		r.gmu.Unlock()

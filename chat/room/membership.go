@@ -153,19 +153,14 @@ func freeName(ctx context.Context, tx *sql.Tx, id ID, name string) (string, erro
 // earlier commits is erased.
 func (s *Service) rekeyDue(ctx context.Context) {
 	s.prevEpochExpired(ctx)
-	s.mu.RLock()
-	var rs []*room
-	for _, r := range s.rooms {
-		if !r.public {
-			rs = append(rs, r)
-		}
-	}
-	s.mu.RUnlock()
 	key, err := s.identity()
 	if err != nil {
 		return
 	}
-	for _, r := range rs {
+	for _, r := range s.roomList() {
+		if r.public {
+			continue
+		}
 		r.gmu.Lock()
 		g := r.g
 		if g == nil || g.cur() == nil {

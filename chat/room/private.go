@@ -360,7 +360,7 @@ func (s *Service) applyCommitLocked(ctx context.Context, r *room, c *group.Commi
 		// The equivocation's other commit won: we switched to it, a heal
 		// (or our removal) like any other, history lines and afterApply
 		// included, and reported.
-		s.alertLocked(ctx, r, c.Issuer, fmt.Sprintf("%s issued two different changes for epoch %d; the room follows one of them everywhere", s.who(ctx, c.Issuer), c.Epoch))
+		s.equivocated(ctx, r, c)
 	}
 	switch out {
 	case group.Duplicate, group.Stale:
@@ -371,8 +371,7 @@ func (s *Service) applyCommitLocked(ctx context.Context, r *room, c *group.Commi
 		}
 		return out, s.db.Tx(ctx, func(tx *sql.Tx) error { return s.saveGroupLocked(ctx, tx, r) })
 	case group.Equivocation:
-		s.log.Warn("room: an admin issued two commits for one epoch", "room", r.id, "issuer", c.Issuer, "epoch", c.Epoch)
-		s.alertLocked(ctx, r, c.Issuer, fmt.Sprintf("%s issued two different changes for epoch %d; the room follows one of them everywhere", s.who(ctx, c.Issuer), c.Epoch))
+		s.equivocated(ctx, r, c)
 		return out, s.db.Tx(ctx, func(tx *sql.Tx) error { return s.saveGroupLocked(ctx, tx, r) })
 	}
 	g.appliedAt = s.now()
@@ -416,6 +415,13 @@ func (s *Service) applyCommitLocked(ctx context.Context, r *room, c *group.Commi
 	s.publish(shown)
 	s.log.Info("room epoch", "room", r.id, "epoch", g.st.Commit.Epoch, "outcome", out, "members", len(g.st.Commit.Members))
 	return out, nil
+}
+
+// equivocated reports that c's issuer signed two commits for c's epoch.
+// r.gmu is held.
+func (s *Service) equivocated(ctx context.Context, r *room, c *group.Commit) {
+	s.log.Warn("room: an admin issued two commits for one epoch", "room", r.id, "issuer", c.Issuer, "epoch", c.Epoch)
+	s.alertLocked(ctx, r, c.Issuer, fmt.Sprintf("%s issued two different changes for epoch %d; the room follows one of them everywhere", s.who(ctx, c.Issuer), c.Epoch))
 }
 
 // afterApply does what an applied commit asks of the node outside r.gmu:

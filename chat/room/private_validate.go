@@ -307,6 +307,11 @@ func (s *Service) nextCommit(r *room, sc *wirepb.SignedCommit) bool {
 	if proto.Unmarshal(sc.GetBody(), &body) != nil {
 		return false
 	}
+	return s.successorBody(r, &body)
+}
+
+// successorBody is nextCommit for a decoded commit body.
+func (s *Service) successorBody(r *room, body *wirepb.CommitBody) bool {
 	r.gmu.Lock()
 	defer r.gmu.Unlock()
 	if r.g == nil || r.g.st.Commit == nil {
@@ -371,15 +376,10 @@ func (s *Service) rotator(cur *group.Commit, leaver peer.ID) bool {
 // prevEpochExpired erases the previous epoch's keys of every room once
 // prevEpochKept has passed since the current one applied.
 func (s *Service) prevEpochExpired(ctx context.Context) {
-	s.mu.RLock()
-	var rs []*room
-	for _, r := range s.rooms {
-		if !r.public {
-			rs = append(rs, r)
+	for _, r := range s.roomList() {
+		if r.public {
+			continue
 		}
-	}
-	s.mu.RUnlock()
-	for _, r := range rs {
 		r.gmu.Lock()
 		if g := r.g; g != nil && g.st.PrevEpoch != nil && s.now().Sub(g.appliedAt) > prevEpochKept {
 			h := g.st.PrevEpoch.Commit().Hash()
