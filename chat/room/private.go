@@ -732,7 +732,7 @@ func (s *Service) resendBranch(ctx context.Context, r *room) {
 		r.gmu.Unlock()
 		return
 	}
-	lostC := g.st.Rival // the commit our branch started with, which lost
+	lostC := g.st.Displaced // the commit our branch started with, which lost
 	r.gmu.Unlock()
 	if lostC == nil {
 		return
@@ -782,7 +782,7 @@ func (s *Service) resendBranch(ctx context.Context, r *room) {
 // carries them.
 func (s *Service) remakeLost(r *room) {
 	r.gmu.Lock()
-	lost := r.g.st.Rival
+	lost := r.g.st.Displaced
 	r.gmu.Unlock()
 	if lost == nil || lost.Issuer != s.self() {
 		return

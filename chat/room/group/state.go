@@ -51,6 +51,11 @@ type State struct {
 	// Rival is the best commit seen competing with Commit for the same
 	// parent that lost so far, or nil. Store it with the rest.
 	Rival *Commit
+	// Displaced is the commit the last Healed outcome moved us off (the
+	// first commit of the branch that lost), for the caller to re-make
+	// and re-send what it carried; a heal through a rival's child leaves
+	// it nowhere else. Not stored.
+	Displaced *Commit
 }
 
 // Outcome says what Apply did.
@@ -177,7 +182,7 @@ func (s *State) Apply(c *Commit, self peer.ID, privs []*KeyPackagePrivate) (Outc
 			s.PrevEpoch.EraseInit()
 		}
 		s.Prev, s.PrevEpoch = s.Rival, re
-		s.Commit, s.Epoch, s.Rival = c, e, nil
+		s.Commit, s.Epoch, s.Rival, s.Displaced = c, e, nil, cur
 		return out, nil
 	case c.Epoch > cur.Epoch:
 		return 0, fmt.Errorf("%w: epoch %d on a parent we do not hold, we are at %d", ErrUnknownParent, c.Epoch, cur.Epoch)
@@ -202,7 +207,7 @@ func (s *State) Apply(c *Commit, self peer.ID, privs []*KeyPackagePrivate) (Outc
 		if err != nil {
 			return 0, err
 		}
-		s.Rival = cur
+		s.Rival, s.Displaced = cur, cur
 		s.Commit, s.Epoch = c, e
 		// Even when it is an equivocation (Equivocates(c, Rival) tells):
 		// we switched, and the caller must act on the switch.
