@@ -3,7 +3,12 @@ package conformance
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"encoding/hex"
 	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/parley-im/parley/chat/wire/wirepb"
 	"github.com/parley-im/parley/peer/apitype"
@@ -87,4 +92,289 @@ func hasMember(ms []apitype.RoomMember, id string) bool {
 	return false
 }
 
-var _ = bytes.Equal
+// sentinel is a contact of the node whose room invitations ("Joining":
+// an invitation to a contact is held for the user's consent) show that
+// the node's room layer has judged every room payload queued before.
+type sentinel struct {
+	*client
+	node *peertest.Running
+	room []byte
+}
+
+func newSentinel(t *testing.T, node *peertest.Running) *sentinel {
+	t.Helper()
+	return &sentinel{client: deliverer(t, node, true), node: node, room: newID32()}
+}
+
+// pass sends one invitation and waits until the node holds it.
+func (s *sentinel) pass() {
+	t := s.t
+	t.Helper()
+	tokID := newID()
+	body := marshalDet(t, &wirepb.JoinToken{RoomId: s.room, TokenId: tokID, Issuer: []byte(s.h.ID()), ExpiresAtMs: time.Now().Add(time.Hour).UnixMilli(),
+		Uses: 1, Invitee: []byte(s.node.Host().ID()), CommitHash: newID32(), Epoch: 1})
+	tok := marshalDet(t, &wirepb.SignedJoinToken{Token: body, Signature: ed25519.Sign(s.key, cat(label0("parley/room/2 join token"), body))})
+	inv := &wirepb.RoomInvitation{Version: 2, RoomId: s.room, Name: "sentinel", Token: tok, Addrs: [][]byte{s.h.Addrs()[0].Bytes()}, JoinSecret: newID32()}
+	fr := s.seal(newID(), &wirepb.Payload{Version: 1, Body: &wirepb.Payload_RoomInvitation{RoomInvitation: inv}})
+	acks, err := s.exchange(fr)
+	if err != nil || len(acks) != 1 {
+		t.Fatalf("sentinel: %v %v", acks, err)
+	}
+	status(t, acks[0], fr.GetMessage().Id, ok)
+	want := hex.EncodeToString(tokID[:8])
+	peertest.Eventually(t, 30*time.Second, "the sentinel invitation held", func() bool {
+		invs, err := s.node.Rooms().Invites(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, i := range invs {
+			if i.ID == want {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// deliveryRoom is a room the foreign owner made, the node a member at
+// epoch 2, with admin (ROLE_ADMIN) and plain (ROLE_MEMBER) added by the
+// owner's commit of epoch 3, delivered and applied.
+type deliveryRoom struct {
+	*ownedRoom
+	admin, plain *ident
+}
+
+func newDeliveryRoom(t *testing.T, node *peertest.Running) *deliveryRoom {
+	t.Helper()
+	o := newOwnedRoom(t, node, "conf")
+	d := &deliveryRoom{ownedRoom: o, admin: newIdent(t), plain: newIdent(t)}
+	d.extend(d.add(t, o.tip(), wirepb.Role_ROLE_ADMIN, d.admin, wirepb.Role_ROLE_MEMBER, d.plain))
+	deliverer(t, node, true).deliver(o.room, o.tip())
+	o.waitEpoch(t, 3)
+	o.serve(o.chain...)
+	return d
+}
+
+// add is parent's roster plus each (role, identity) pair, added by the
+// owner.
+func (d *deliveryRoom) add(t *testing.T, parent *link, pairs ...any) *link {
+	t.Helper()
+	ms := stripConsent(parent.p.body.Members)
+	var chs []*wirepb.Change
+	for i := 0; i < len(pairs); i += 2 {
+		role, id := pairs[i].(wirepb.Role), pairs[i+1].(*ident)
+		ms = append(ms, member(id, role, id.consent(d.room)))
+		chs = append(chs, &wirepb.Change{Kind: wirepb.ChangeKind_CHANGE_ADD, Subject: id.id, Actor: d.owner.id, Role: role})
+	}
+	return seal(t, d.room, parent, d.owner, ms, chs...)
+}
+
+// stillMember checks that the node is in the room at epoch e with the
+// roster of the owner's commit of e.
+func (d *deliveryRoom) stillMember(t *testing.T, e uint64) {
+	t.Helper()
+	info := d.waitEpoch(t, e)
+	var want []string
+	for _, m := range d.chain[e-1].p.body.Members {
+		p, err := peerIDOf(ownerOf(m.KeyPackage))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, p)
+	}
+	if len(info.Members) != len(want) {
+		t.Fatalf("the node's roster at epoch %d: %+v; the owner's commit lists %v", e, info.Members, want)
+	}
+	for _, w := range want {
+		if !hasMember(info.Members, w) {
+			t.Fatalf("the node's roster at epoch %d lacks %s: %+v", e, w, info.Members)
+		}
+	}
+}
+
+func peerIDOf(b []byte) (string, error) {
+	p, err := peer.IDFromBytes(b)
+	return p.String(), err
+}
+
+// TestCommitDeliveryNotOwner checks "Commits through mailboxes", rules 3
+// and 4: a delivered commit is applied "only if its issuer is an owner in
+// the receiver's current epoch"; "any other commit (an admin's, a rival,
+// an older one)" is "a hint that the room moved on: it fetches the
+// commits from members when one is reachable ... and applies what they
+// serve". Each commit below would remove the node if applied: the next
+// epoch by an admin (a valid successor on the topic), by a plain member,
+// by a member the owner removed, and the removed admin's rival of its
+// own removal. After each, the owner's next commit, delivered later, is
+// applied, and the node is still in the owner's roster. The first hint
+// makes the node fetch from a member (the owner's host).
+func TestCommitDeliveryNotOwner(t *testing.T) {
+	node := startNode(t)
+	d := newDeliveryRoom(t, node)
+	ousted := newIdent(t)
+	d.extend(d.add(t, d.tip(), wirepb.Role_ROLE_ADMIN, ousted))
+	d.extend(removeMember(t, d.room, d.tip(), d.owner, ousted.id))
+	deliverer(t, node, true).deliver(d.room, d.chain[3], d.chain[4])
+	d.stillMember(t, 5)
+	d.serve(d.chain...)
+	nodeID := []byte(node.Host().ID())
+	stranger := deliverer(t, node, false)
+	control := deliverer(t, node, true)
+	drain(d.fetches)
+
+	for i, tc := range []struct {
+		name  string
+		rogue func() *link
+	}{
+		{"an admin's next epoch", func() *link { return removeMember(t, d.room, d.tip(), d.admin, nodeID) }},
+		{"a plain member's next epoch", func() *link { return rekey(t, d.room, d.tip(), d.plain) }},
+		{"a removed admin's next epoch", func() *link { return removeMember(t, d.room, d.tip(), ousted, nodeID) }},
+		{"a removed admin's commit on the epoch it kept", func() *link { return removeMember(t, d.room, d.chain[3], ousted, nodeID) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			stranger.deliver(d.room, tc.rogue())
+			if i == 0 {
+				select {
+				case <-d.fetches:
+				case <-time.After(30 * time.Second):
+					t.Fatal("the node did not fetch from a member after a hint of a newer epoch")
+				}
+			}
+			control.deliver(d.room, d.extend(rekey(t, d.room, d.tip(), d.owner)))
+			d.stillMember(t, d.tip().epoch())
+		})
+	}
+}
+
+func drain[T any](ch chan T) {
+	for {
+		select {
+		case <-ch:
+		default:
+			return
+		}
+	}
+}
+
+// smallerHash makes commits with make until one's hash is below h.
+func smallerHash(make func() *link, h []byte) *link {
+	for {
+		if l := make(); bytes.Compare(l.p.hash, h) < 0 {
+			return l
+		}
+	}
+}
+
+// TestCommitDeliveryOldOrRival checks "Commits through mailboxes", rules 3
+// and 4 for the owner's own commits: only a commit whose "epoch is after
+// the receiver's" is applied; a rival of the current commit (an
+// equivocation of the owner's that "Fork choice" would make win on the
+// topic: the smaller commit hash) and a rival of the previous one are
+// hints. Both would remove the node. The owner's next commit, delivered
+// after them, is applied on the node's current commit.
+func TestCommitDeliveryOldOrRival(t *testing.T) {
+	node := startNode(t)
+	d := newDeliveryRoom(t, node)
+	d.extend(rekey(t, d.room, d.tip(), d.owner))
+	deliverer(t, node, true).deliver(d.room, d.tip())
+	d.stillMember(t, 4)
+	nodeID := []byte(node.Host().ID())
+	rival := smallerHash(func() *link { return removeMember(t, d.room, d.chain[2], d.owner, nodeID) }, d.tip().p.hash)
+	older := removeMember(t, d.room, d.chain[1], d.owner, nodeID)
+	deliverer(t, node, false).deliver(d.room, rival, older)
+	deliverer(t, node, true).deliver(d.room, d.extend(rekey(t, d.room, d.tip(), d.owner)))
+	d.stillMember(t, 5)
+}
+
+// TestCommitDeliveryHeld checks "Commits through mailboxes", rule 3: "a
+// commit whose parent the receiver does not hold yet is kept (up to 8 per
+// room, in memory) and applied when its parent is applied, by whatever
+// path the parent comes, if its issuer is still an owner then". The
+// parent comes by sync (served to the fetch a held commit prompts), on
+// the topic, and by a later delivery (eight held commits delivered newest
+// first, then their parent); a held commit whose issuer, an owner when it
+// was delivered, is only an admin in its parent is not applied.
+func TestCommitDeliveryHeld(t *testing.T) {
+	node := startNode(t)
+	d := newDeliveryRoom(t, node)
+	stranger := deliverer(t, node, false)
+
+	t.Run("parent by sync", func(t *testing.T) {
+		parent := d.extend(rekey(t, d.room, d.tip(), d.owner))
+		child := d.extend(rekey(t, d.room, parent, d.owner))
+		d.serve(d.chain...)
+		stranger.deliver(d.room, child)
+		d.stillMember(t, child.epoch())
+	})
+	t.Run("parent on the topic", func(t *testing.T) {
+		d.serve(d.chain...) // not the parent
+		parent := d.extend(rekey(t, d.room, d.tip(), d.owner))
+		child := d.extend(rekey(t, d.room, parent, d.owner))
+		stranger.deliver(d.room, child)
+		sentinel := newSentinel(t, node)
+		sentinel.pass()
+		if e := d.info(t).Epoch; e != parent.epoch()-1 {
+			t.Fatalf("at epoch %d before the parent came, want %d", e, parent.epoch()-1)
+		}
+		d.publishEnv(&wirepb.RoomEnvelope{Version: 2, RoomId: d.room, Body: &wirepb.RoomEnvelope_Commit{Commit: parent.sc}})
+		d.stillMember(t, child.epoch())
+	})
+	t.Run("eight held, parent by delivery", func(t *testing.T) {
+		parent := d.extend(rekey(t, d.room, d.tip(), d.owner))
+		var held []*link
+		for range 8 {
+			held = append([]*link{d.extend(rekey(t, d.room, d.tip(), d.owner))}, held...)
+		}
+		stranger.deliver(d.room, held...)
+		stranger.deliver(d.room, parent)
+		d.stillMember(t, d.tip().epoch())
+	})
+	t.Run("issuer no longer an owner", func(t *testing.T) {
+		second := newIdent(t)
+		d.extend(d.add(t, d.tip(), wirepb.Role_ROLE_OWNER, second))
+		stranger.deliver(d.room, d.tip())
+		d.stillMember(t, d.tip().epoch())
+		// The owner makes the second owner an admin; the second owner's
+		// commit on that epoch is held (an owner in the node's current
+		// epoch), then its parent comes.
+		ms := stripConsent(d.tip().p.body.Members)
+		for _, m := range ms {
+			if bytes.Equal(ownerOf(m.KeyPackage), second.id) {
+				m.Role = wirepb.Role_ROLE_ADMIN
+			}
+		}
+		demote := seal(t, d.room, d.tip(), d.owner, ms, &wirepb.Change{Kind: wirepb.ChangeKind_CHANGE_ROLE, Subject: second.id, Actor: d.owner.id, Role: wirepb.Role_ROLE_ADMIN})
+		late := removeMember(t, d.room, demote, second, []byte(node.Host().ID()))
+		d.extend(demote)
+		stranger.deliver(d.room, late)
+		stranger.deliver(d.room, demote)
+		newSentinel(t, node).pass()
+		d.stillMember(t, demote.epoch())
+		stranger.deliver(d.room, d.extend(rekey(t, d.room, d.tip(), d.owner)))
+		d.stillMember(t, d.tip().epoch())
+	})
+}
+
+// TestCommitDeliveryHeldBound checks "kept (up to 8 per room, in
+// memory)": nine commits of the owner's chain delivered, newest first,
+// before their parent are not all kept: once the parent is applied and a
+// later payload judged, the node is short of the ninth.
+func TestCommitDeliveryHeldBound(t *testing.T) {
+	node := startNode(t)
+	d := newDeliveryRoom(t, node)
+	parent := d.extend(rekey(t, d.room, d.tip(), d.owner))
+	var held []*link
+	for range 9 {
+		held = append([]*link{d.extend(rekey(t, d.room, d.tip(), d.owner))}, held...)
+	}
+	stranger := deliverer(t, node, false)
+	stranger.deliver(d.room, held...)
+	stranger.deliver(d.room, parent)
+	peertest.Eventually(t, 30*time.Second, "the parent applied", func() bool { return d.info(t).Epoch >= parent.epoch() })
+	newSentinel(t, node).pass()
+	e := d.info(t).Epoch
+	t.Logf("nine held commits (epochs %d to %d), then their parent: the node reached epoch %d", parent.epoch()+1, d.tip().epoch(), e)
+	if e >= d.tip().epoch() {
+		t.Fatalf("the node reached epoch %d: it kept all nine commits delivered before their parent", e)
+	}
+}
