@@ -5,10 +5,12 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/hex"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/parley-im/parley/chat/wire/wirepb"
 	"github.com/parley-im/parley/peer/apitype"
@@ -377,4 +379,197 @@ func TestCommitDeliveryHeldBound(t *testing.T) {
 	if e >= d.tip().epoch() {
 		t.Fatalf("the node reached epoch %d: it kept all nine commits delivered before their parent", e)
 	}
+}
+
+// TestCommitDeliveryBudget checks "Commits through mailboxes", rule 1: the
+// receiver "refuses it beyond the commit budget of "Validation of the
+// topic" (10 at once, then one every 6 s), counted per deliverer and per
+// claimed issuer, unless it claims to be the successor of the receiver's
+// current commit". A refused commit is not even kept for its parent: the
+// owner's commit of the epoch after next, handed over once the budget is
+// spent, is not applied when its parent comes; handed over again (its
+// parent held now), it is.
+func TestCommitDeliveryBudget(t *testing.T) {
+	node := startNode(t)
+	d := newDeliveryRoom(t, node)
+	sentinel := newSentinel(t, node)
+	// junk is a commit that is not the node's successor: a genesis of the
+	// room by issuer (an older epoch, a hint that prompts no fetch).
+	junk := func(issuer *ident) *link {
+		return seal(t, d.room, nil, issuer, []*wirepb.CommitMember{member(issuer, wirepb.Role_ROLE_OWNER, nil)},
+			&wirepb.Change{Kind: wirepb.ChangeKind_CHANGE_CREATE, Actor: issuer.id})
+	}
+	// spent: over budget, grandchild is dropped; its parent is applied
+	// (a successor is always examined) and grandchild is not; delivered
+	// again it is.
+	spent := func(t *testing.T, by *client, grandchild, parent *link) {
+		t.Helper()
+		by.deliver(d.room, grandchild)
+		by.deliver(d.room, parent)
+		d.stillMember(t, parent.epoch())
+		sentinel.pass()
+		d.stillMember(t, parent.epoch())
+		deliverer(t, node, false).deliver(d.room, grandchild)
+		d.stillMember(t, grandchild.epoch())
+	}
+
+	t.Run("per deliverer", func(t *testing.T) {
+		other := junk(newIdent(t))
+		by := deliverer(t, node, false)
+		var ls []*link
+		for range 10 {
+			ls = append(ls, other)
+		}
+		by.deliver(d.room, ls...)
+		parent := d.extend(rekey(t, d.room, d.tip(), d.owner))
+		spent(t, by, d.extend(rekey(t, d.room, parent, d.owner)), parent)
+	})
+	t.Run("per claimed issuer", func(t *testing.T) {
+		old := junk(d.owner)
+		a, b := deliverer(t, node, false), deliverer(t, node, false)
+		a.deliver(d.room, old, old, old, old, old)
+		b.deliver(d.room, old, old, old, old, old)
+		parent := d.extend(rekey(t, d.room, d.tip(), d.owner))
+		spent(t, a, d.extend(rekey(t, d.room, parent, d.owner)), parent)
+	})
+}
+
+// TestCommitDeliveryQueueCap checks "At most 64 room payloads of one
+// sender wait in the receiver's queue; more are dropped (their frames are
+// still acked)": a contact hands over 64 commits the node has no use for
+// and then the owner's next commit, in one write; all 65 frames are acked
+// OK, and the 65th is dropped: once a later payload is judged, the node is
+// still at its epoch. Handed over again, the commit is applied.
+func TestCommitDeliveryQueueCap(t *testing.T) {
+	node := startNode(t)
+	d := newDeliveryRoom(t, node)
+	by := deliverer(t, node, true)
+	var ls []*link
+	for range 64 {
+		ls = append(ls, d.chain[0])
+	}
+	next := d.extend(rekey(t, d.room, d.tip(), d.owner))
+	by.deliver(d.room, append(ls, next)...)
+	newSentinel(t, node).pass()
+	d.stillMember(t, next.epoch()-1)
+	by.deliver(d.room, next)
+	d.stillMember(t, next.epoch())
+}
+
+// forkAlerts counts the lines of the room's history that report a fork.
+func forkAlerts(t *testing.T, node *peertest.Running, room string) int {
+	t.Helper()
+	log, err := node.Chat().Log(context.Background(), room, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, m := range log {
+		if strings.Contains(m.Text, "the room forked") {
+			n++
+		}
+	}
+	return n
+}
+
+// TestCommitDeliveryForkAlertOnce checks "Commits through mailboxes",
+// rules 4 and 5: a delivered commit that forks the room (the owner's
+// commit for the node's current epoch on a parent it never saw) is a hint
+// and raises no alert by itself, however often it is delivered; once a
+// member serves it (here after an admin's commit on top of it, a hint of
+// a newer epoch, prompts a fetch), the fork is reported ("the room
+// forked…"), and once only: delivered and served again, it adds no alert.
+func TestCommitDeliveryForkAlertOnce(t *testing.T) {
+	node := startNode(t)
+	d := newDeliveryRoom(t, node)
+	d.extend(rekey(t, d.room, d.tip(), d.owner))
+	deliverer(t, node, true).deliver(d.room, d.tip())
+	d.stillMember(t, 4)
+	side := rekey(t, d.room, d.chain[1], d.owner) // epoch 3, never shown to the node
+	fork := rekey(t, d.room, side, d.owner)       // epoch 4, the node's current one
+	child := rekey(t, d.room, fork, d.admin)      // epoch 5, an admin's
+	stranger := deliverer(t, node, false)
+	sentinel := newSentinel(t, node)
+
+	stranger.deliver(d.room, fork, fork, fork)
+	sentinel.pass()
+	if n := forkAlerts(t, node, d.name); n != 0 {
+		t.Fatalf("a delivered fork raised %d alerts by itself; it is a hint", n)
+	}
+	drain(d.fetches)
+	d.serve(append(d.chain[:3:3], fork, child)...)
+	stranger.deliver(d.room, child)
+	peertest.Eventually(t, 30*time.Second, "the fork served by a member reported", func() bool { return forkAlerts(t, node, d.name) > 0 })
+	stranger.deliver(d.room, fork, child, fork, child)
+	if _, err := node.Rooms().Sync(context.Background(), d.name, d.peerID()); err != nil {
+		t.Logf("sync: %v", err)
+	}
+	sentinel.pass()
+	if n := forkAlerts(t, node, d.name); n != 1 {
+		t.Fatalf("one forking commit, delivered five times and served twice, raised %d alerts; want 1", n)
+	}
+	d.serve(d.chain...)
+	deliverer(t, node, true).deliver(d.room, d.extend(rekey(t, d.room, d.tip(), d.owner)))
+	d.stillMember(t, 5)
+}
+
+// TestCommitDeliveryUnknownRoom checks rule 1: the receiver "drops it if
+// the room is not one it is in or joining". The owner's next commit,
+// delivered under the id of a room the node is not in, is acked OK (the
+// payload is within dm.proto's bounds) and not applied; under the room's
+// id it is.
+func TestCommitDeliveryUnknownRoom(t *testing.T) {
+	node := startNode(t)
+	d := newDeliveryRoom(t, node)
+	by := deliverer(t, node, false)
+	next := d.extend(rekey(t, d.room, d.tip(), d.owner))
+	by.deliver(newID32(), next)
+	newSentinel(t, node).pass()
+	d.stillMember(t, next.epoch()-1)
+	by.deliver(d.room, next)
+	d.stillMember(t, next.epoch())
+}
+
+// TestCommitDeliveryRefused checks "Payloads" and "Direct messages" for
+// room_commit: a RoomCommitDelivery out of the bounds of the .proto files
+// (a room_id that is not 32 bytes, no commit, a commit without a body or
+// with a signature that is not 64 bytes) is refused: its frame is acked
+// REJECTED with a reason beginning "payload refused: ", it costs no
+// failure budget (it authenticated: five of them, more than the 4 tokens
+// of the budget, and the frame after them is still taken), and the
+// session is kept: the owner's commit that follows in the same session is
+// acked OK and applied.
+func TestCommitDeliveryRefused(t *testing.T) {
+	node := startNode(t)
+	d := newDeliveryRoom(t, node)
+	by := deliverer(t, node, false)
+	next := d.extend(rekey(t, d.room, d.tip(), d.owner))
+	shortSig := proto.Clone(next.sc).(*wirepb.SignedCommit)
+	shortSig.Signature = shortSig.Signature[:63]
+	noBody := proto.Clone(next.sc).(*wirepb.SignedCommit)
+	noBody.Body = nil
+	bad := []*wirepb.Payload{
+		deliveryPayload(d.room[:31], next.sc),
+		deliveryPayload(cat(d.room, []byte{0}), next.sc),
+		deliveryPayload(d.room, nil),
+		deliveryPayload(d.room, noBody),
+		deliveryPayload(d.room, shortSig),
+	}
+	var frames []*wirepb.DMFrame
+	for _, p := range bad {
+		frames = append(frames, by.seal(newID(), p))
+	}
+	good := by.seal(newID(), deliveryPayload(d.room, next.sc))
+	acks, err := by.exchange(append(frames, good)...)
+	if err != nil || len(acks) != len(frames)+1 {
+		t.Fatalf("%d acks for %d frames: %v", len(acks), len(frames)+1, err)
+	}
+	for i, f := range frames {
+		status(t, acks[i], f.GetMessage().Id, rejected)
+		if !strings.HasPrefix(acks[i].Reason, "payload refused: ") {
+			t.Errorf("refused room_commit %d: reason %q, want the prefix \"payload refused: \"", i, acks[i].Reason)
+		}
+	}
+	status(t, acks[len(frames)], good.GetMessage().Id, ok)
+	d.stillMember(t, next.epoch())
 }
