@@ -364,6 +364,9 @@ func (o *ownedRoom) waitEpoch(t *testing.T, e uint64) apitype.Room {
 	var info apitype.Room
 	peertest.Eventually(t, 30*time.Second, "the node at the room's epoch", func() bool {
 		info = o.info(t)
+		if info.State == "removed" || info.State == "left" {
+			t.Fatalf("the node is out of the room (%s: %s), want it at epoch %d", info.State, info.Detail, e)
+		}
 		if info.Epoch > e {
 			t.Fatalf("the node is at epoch %d, past %d", info.Epoch, e)
 		}

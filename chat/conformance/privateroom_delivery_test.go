@@ -293,52 +293,44 @@ func TestCommitDeliveryOldOrRival(t *testing.T) {
 // room, in memory) and applied when its parent is applied, by whatever
 // path the parent comes, if its issuer is still an owner then". The
 // parent comes by sync (served to the fetch a held commit prompts), on
-// the topic, and by a later delivery (eight held commits delivered newest
-// first, then their parent); a held commit whose issuer, an owner when it
-// was delivered, is only an admin in its parent is not applied.
+// the topic, and by a later delivery (TestCommitDeliveryHeldEight); a held
+// commit whose issuer, an owner when it was delivered, is only an admin
+// in its parent is not applied. Each case has its own deliverer: every
+// held commit costs the deliverer's and the issuer's budget
+// (TestCommitDeliveryBudget).
 func TestCommitDeliveryHeld(t *testing.T) {
 	node := startNode(t)
 	d := newDeliveryRoom(t, node)
-	stranger := deliverer(t, node, false)
 
 	t.Run("parent by sync", func(t *testing.T) {
 		parent := d.extend(rekey(t, d.room, d.tip(), d.owner))
 		child := d.extend(rekey(t, d.room, parent, d.owner))
 		d.serve(d.chain...)
-		stranger.deliver(d.room, child)
+		deliverer(t, node, false).deliver(d.room, child)
 		d.stillMember(t, child.epoch())
 	})
 	t.Run("parent on the topic", func(t *testing.T) {
 		d.serve(d.chain...) // not the parent
 		parent := d.extend(rekey(t, d.room, d.tip(), d.owner))
 		child := d.extend(rekey(t, d.room, parent, d.owner))
-		stranger.deliver(d.room, child)
-		sentinel := newSentinel(t, node)
-		sentinel.pass()
+		deliverer(t, node, false).deliver(d.room, child)
+		newSentinel(t, node).pass()
 		if e := d.info(t).Epoch; e != parent.epoch()-1 {
 			t.Fatalf("at epoch %d before the parent came, want %d", e, parent.epoch()-1)
 		}
 		d.publishEnv(&wirepb.RoomEnvelope{Version: 2, RoomId: d.room, Body: &wirepb.RoomEnvelope_Commit{Commit: parent.sc}})
 		d.stillMember(t, child.epoch())
 	})
-	t.Run("eight held, parent by delivery", func(t *testing.T) {
-		parent := d.extend(rekey(t, d.room, d.tip(), d.owner))
-		var held []*link
-		for range 8 {
-			held = append([]*link{d.extend(rekey(t, d.room, d.tip(), d.owner))}, held...)
-		}
-		stranger.deliver(d.room, held...)
-		stranger.deliver(d.room, parent)
-		d.stillMember(t, d.tip().epoch())
-	})
 	t.Run("issuer no longer an owner", func(t *testing.T) {
+		by := deliverer(t, node, false)
 		second := newIdent(t)
 		d.extend(d.add(t, d.tip(), wirepb.Role_ROLE_OWNER, second))
-		stranger.deliver(d.room, d.tip())
+		by.deliver(d.room, d.tip())
 		d.stillMember(t, d.tip().epoch())
 		// The owner makes the second owner an admin; the second owner's
-		// commit on that epoch is held (an owner in the node's current
-		// epoch), then its parent comes.
+		// commit on that epoch, which would remove the node (valid: an
+		// admin removes a member), is held (its issuer an owner in the
+		// node's current epoch), then its parent comes.
 		ms := stripConsent(d.tip().p.body.Members)
 		for _, m := range ms {
 			if bytes.Equal(ownerOf(m.KeyPackage), second.id) {
@@ -348,13 +340,31 @@ func TestCommitDeliveryHeld(t *testing.T) {
 		demote := seal(t, d.room, d.tip(), d.owner, ms, &wirepb.Change{Kind: wirepb.ChangeKind_CHANGE_ROLE, Subject: second.id, Actor: d.owner.id, Role: wirepb.Role_ROLE_ADMIN})
 		late := removeMember(t, d.room, demote, second, []byte(node.Host().ID()))
 		d.extend(demote)
-		stranger.deliver(d.room, late)
-		stranger.deliver(d.room, demote)
+		by.deliver(d.room, late)
+		by.deliver(d.room, demote)
 		newSentinel(t, node).pass()
 		d.stillMember(t, demote.epoch())
-		stranger.deliver(d.room, d.extend(rekey(t, d.room, d.tip(), d.owner)))
+		by.deliver(d.room, d.extend(rekey(t, d.room, d.tip(), d.owner)))
 		d.stillMember(t, d.tip().epoch())
 	})
+}
+
+// TestCommitDeliveryHeldEight checks "kept (up to 8 per room)" and
+// "mailboxes may hand deposits over out of order": eight commits of the
+// owner's chain delivered newest first, then their parent, are all
+// applied.
+func TestCommitDeliveryHeldEight(t *testing.T) {
+	node := startNode(t)
+	d := newDeliveryRoom(t, node)
+	parent := d.extend(rekey(t, d.room, d.tip(), d.owner))
+	var held []*link
+	for range 8 {
+		held = append([]*link{d.extend(rekey(t, d.room, d.tip(), d.owner))}, held...)
+	}
+	by := deliverer(t, node, false)
+	by.deliver(d.room, held...)
+	by.deliver(d.room, parent)
+	d.stillMember(t, d.tip().epoch())
 }
 
 // TestCommitDeliveryHeldBound checks "kept (up to 8 per room, in
