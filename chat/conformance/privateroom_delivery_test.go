@@ -446,20 +446,40 @@ func TestCommitDeliveryBudget(t *testing.T) {
 
 // TestCommitDeliveryQueueCap checks "At most 64 room payloads of one
 // sender wait in the receiver's queue; more are dropped (their frames are
-// still acked)": a contact hands over 64 commits the node has no use for
+// still acked)": a contact hands over 64 room_commit payloads the node
+// has no use for (within dm.proto's bounds, a body that is no commit)
 // and then the owner's next commit, in one write; all 65 frames are acked
 // OK, and the 65th is dropped: once a later payload is judged, the node is
 // still at its epoch. Handed over again, the commit is applied.
+//
+// The cap bites only while the sender outruns the node's queue, so the 64
+// must reach the node as one batch ("Direct messages": the frames already
+// received): they are small and of one odd length, so that none of them
+// ends where the node's 4 KiB reads do.
 func TestCommitDeliveryQueueCap(t *testing.T) {
 	node := startNode(t)
 	d := newDeliveryRoom(t, node)
 	by := deliverer(t, node, true)
-	var ls []*link
-	for range 64 {
-		ls = append(ls, d.chain[0])
+	var frames []*wirepb.DMFrame
+	for pad := 1; len(frames) == 0; pad++ {
+		junk := deliveryPayload(d.room, &wirepb.SignedCommit{Body: make([]byte, pad), Signature: make([]byte, 64)})
+		f := by.seal(newID(), junk)
+		if n := proto.Size(f); (len(uvarint(n))+n)%2 == 1 {
+			frames = append(frames, f)
+			for range 63 {
+				frames = append(frames, by.seal(newID(), junk))
+			}
+		}
 	}
 	next := d.extend(rekey(t, d.room, d.tip(), d.owner))
-	by.deliver(d.room, append(ls, next)...)
+	last := by.seal(newID(), deliveryPayload(d.room, next.sc))
+	acks, err := by.exchange(append(frames, last)...)
+	if err != nil || len(acks) != 65 {
+		t.Fatalf("%d acks for 65 frames: %v", len(acks), err)
+	}
+	for i, f := range append(frames, last) {
+		status(t, acks[i], f.GetMessage().Id, ok)
+	}
 	newSentinel(t, node).pass()
 	d.stillMember(t, next.epoch()-1)
 	by.deliver(d.room, next)
