@@ -74,6 +74,27 @@
 //     current and previous epoch, commits without a proof, refusals);
 //     TestPrivateRoomFetchHighCursor; the node as requester (its proof,
 //     paging): TestPrivateRoomSyncRequester.
+//   - "Commits through mailboxes", with the node as a plain member of a
+//     room a foreign owner made (privateowner_test.go: genesis, token and
+//     link, /parley/roomjoin/2 and /parley/roomsync/2 served as the
+//     issuer, commits signed by any identity the test holds) and foreign
+//     1:1 clients handing it Payload.room_commit: an owner's next commit
+//     is applied, whoever delivers it (TestCommitDeliveryOwnerApplied);
+//     an admin's, a plain member's and a removed admin's are hints that
+//     prompt a fetch (TestCommitDeliveryNotOwner); so are the owner's
+//     rival of the current commit and older commits
+//     (TestCommitDeliveryOldOrRival); a commit on a missing parent is
+//     held and applied when the parent comes by sync, on the topic or by
+//     delivery, unless its issuer is no longer an owner then
+//     (TestCommitDeliveryHeld, TestCommitDeliveryHeldEight), at most 8
+//     (TestCommitDeliveryHeldBound); the commit budget per deliverer and
+//     per claimed issuer, the successor exempt (TestCommitDeliveryBudget);
+//     64 queued payloads per sender (TestCommitDeliveryQueueCap); one fork
+//     alert per commit (TestCommitDeliveryForkAlertOnce); an unknown room
+//     (TestCommitDeliveryUnknownRoom); refused room_commit payloads
+//     (TestCommitDeliveryRefused). A later payload the node must act on
+//     (the owner's next commit, or an invitation from a contact, held for
+//     consent) shows that it judged the earlier ones.
 //   - Rooms version 2, byte layouts: TestRoomKeyScheduleVectors,
 //     TestRoomCommitVectors and TestRoomChangesVectors (ROLE, UPDATE,
 //     LEAVE and REMOVE commits, the fork tie-break, the rendezvous CID,
