@@ -19,7 +19,9 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/parley-im/parley/chat/e2e"
+	"github.com/parley-im/parley/chat/mailbox"
 	"github.com/parley-im/parley/chat/wire/wirepb"
+	"github.com/parley-im/parley/peer/peertest"
 )
 
 // The tests in this file check "Contact links", "Safety numbers" and the
@@ -407,4 +409,101 @@ func TestSafetyNumber(t *testing.T) {
 	if want := strings.Join(groups, " "); sn.Number != want {
 		t.Fatalf("safety number %q, want %q", sn.Number, want)
 	}
+}
+
+// TestLinkFirstMessagesThroughMailbox checks "First messages from a link"
+// with the node as the inviter: its link carries its mailbox and its link
+// tag secret; "its deposits for the inviter ... are tagged and sealed
+// exactly as in "Keys, tags and sealing", under the link secret"; "The
+// inviter drains the link secret's fetch keys with its own (which also
+// registers those tags at a contacts-only mailbox)"; "the inviter takes
+// the sender from the sealed envelope, which must be a PQXDH prekey
+// message (type 3 ...)"; "a frame that does not [authenticate] is refused
+// and deleted with no contact, request, session or consumed prekey
+// created"; "Items under the link secret that are not type 3 name no
+// sender and are deleted".
+//
+// The mailbox is a second node serving its contacts (the node under test
+// is one); a foreign sender deposits, from a fresh identity, its genuine
+// first message, a forged one naming another peer, and an item that is
+// not a prekey message. After one drain the sender's text is a request,
+// nobody else is, and the mailbox holds nothing.
+func TestLinkFirstMessagesThroughMailbox(t *testing.T) {
+	ctx := context.Background()
+	mbox := startNode(t)
+	if err := mbox.Mailbox().Enable(ctx, true, 10); err != nil {
+		t.Fatal(err)
+	}
+	node := startNode(t)
+	if _, err := mbox.Chat().AddContact(ctx, node.Host().ID().String(), "inviter"); err != nil {
+		t.Fatal(err)
+	}
+	if err := node.Host().Connect(ctx, mbox.AddrInfo()); err != nil {
+		t.Fatal(err)
+	}
+	if err := node.Mailbox().Use(ctx, []peer.ID{mbox.Host().ID()}, false); err != nil {
+		t.Fatal(err)
+	}
+	il, err := node.Chat().Invite(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inv wirepb.ContactInvite
+	if err := proto.Unmarshal(decodeLink(t, "contact", il.Link), &inv); err != nil {
+		t.Fatal(err)
+	}
+	if len(inv.Mailboxes) != 1 || !bytes.Equal(inv.Mailboxes[0], []byte(mbox.Host().ID())) || len(inv.MailboxSecret) != 32 {
+		t.Fatalf("the link carries mailboxes %x and a %d-byte secret; want the node's mailbox and a 32-byte secret", inv.Mailboxes, len(inv.MailboxSecret))
+	}
+	// The drain registers the link secret's tags at the mailbox.
+	if _, err := node.Mailbox().Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var secret mailbox.Secret
+	copy(secret[:], inv.MailboxSecret)
+	tag := secret.Tag(mbox.Host().ID(), mailbox.DayOf(time.Now()))
+	var b e2e.Bundle
+	if err := b.UnmarshalBinary(inv.Bundle); err != nil {
+		t.Fatal(err)
+	}
+	first := func(c *client, body string) *wirepb.DMMessage {
+		c.mu.Lock()
+		err := c.ch.Initiate(c.key, c.ks, c.nodeKey, b, rand.Reader, time.Now())
+		c.mu.Unlock()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.text(body).GetMessage()
+	}
+	sender, forger := newClient(t, node), newClient(t, node)
+	genuine := first(sender, "through the mailbox")
+	forged := first(forger, "forged")
+	forged.Envelope[len(forged.Envelope)-1] ^= 1 // claims forger, authenticates as nobody
+	notPrekey := &wirepb.DMMessage{Id: newID(), Envelope: append([]byte{1, 1}, make([]byte, 60)...)}
+
+	depositor := bareHost(t, mbox)
+	for _, m := range []*wirepb.DMMessage{forged, notPrekey, genuine} {
+		blob, err := secret.Seal(m.Id, m.Envelope)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantMailbox(t, "deposit under the link tag", mailboxReq(t, depositor, mbox, depositReq(tag[:], blob)), wirepb.MailboxStatus_MAILBOX_STATUS_OK, "")
+	}
+	if n, _, err := mbox.Mailbox().Stored(ctx); err != nil || n != 3 {
+		t.Fatalf("the mailbox holds %d items, %v; want 3", n, err)
+	}
+	if _, err := node.Mailbox().Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	reqs, err := node.Chat().Requests(ctx)
+	if err != nil || len(reqs) != 1 || reqs[0].PeerID != sender.id() {
+		t.Fatalf("requests after the drain: %+v, %v; want the sender's alone", reqs, err)
+	}
+	if reqs[0].Messages != 1 || reqs[0].Last != "through the mailbox" {
+		t.Fatalf("the sender's request: %+v; want its one text", reqs[0])
+	}
+	peertest.Eventually(t, 30*time.Second, "the drained items to be deleted", func() bool {
+		n, _, err := mbox.Mailbox().Stored(ctx)
+		return err == nil && n == 0
+	})
 }
