@@ -3,6 +3,7 @@ package conformance
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"testing"
 	"time"
 
@@ -92,4 +93,43 @@ func TestCommitDeliverySent(t *testing.T) {
 			t.Fatalf("A's room_commit %d is not the commit of epoch %d as published on the topic", i, 4+i)
 		}
 	}
+}
+
+// TestNodeLeaves checks "Leaving" with the node as the leaver, in a room a
+// foreign owner made: "A member leaves by publishing LeaveProposal (signed
+// over its key package in the current roster)" (the signature of
+// "Successor" rule 3: "parley/room/2 leave" 0x00 ‖ room id ‖ SHA-256(its
+// key package in cur)), and "Until that commit arrives the leaver's node
+// stays on the topic ... and publishes its leave again whenever a peer
+// appears": a peer that subscribes after the first publication gets it.
+func TestNodeLeaves(t *testing.T) {
+	node := startNode(t)
+	o := newOwnedRoom(t, node, "conf")
+	nodeID := []byte(node.Host().ID())
+	kp := o.tip().p.members[string(nodeID)].KeyPackage
+	pub, err := ed25519Of(nodeID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(who *roomClient, d time.Duration) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		defer cancel()
+		env, _, err := who.envelope(ctx, func(env *wirepb.RoomEnvelope) bool { return env.GetLeave() != nil })
+		if err != nil {
+			t.Fatalf("no leave of the node on the topic: %v", err)
+		}
+		l := env.GetLeave()
+		if l.Epoch != o.tip().p.body.Epoch || !ed25519.Verify(pub, cat(label0("parley/room/2 leave"), o.room, sha(kp)), l.Signature) {
+			t.Fatalf("the node's leave %v: want epoch %d and its signature over its key package in the roster", l, o.tip().p.body.Epoch)
+		}
+	}
+	if err := node.Rooms().Leave(context.Background(), o.name); err != nil {
+		t.Fatal(err)
+	}
+	check(o.roomClient, 30*time.Second)
+	// At the late peer's arrival, or failing that at the next join retry
+	// (every 30 s).
+	late := newRoomClient(t, node, o.room)
+	check(late, 90*time.Second)
 }
