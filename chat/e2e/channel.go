@@ -560,7 +560,7 @@ func (c *Channel) respond(local ed25519.PrivateKey, ks *KeyStore, remote ed25519
 		return nil, err
 	}
 	// Success: commit.
-	ns := new(session)
+	ns := r.s
 	r.target = ns
 	c.commit(&r, now.Unix())
 	c.setBound(local, remote)
@@ -584,11 +584,16 @@ func (c *Channel) respond(local ed25519.PrivateKey, ks *KeyStore, remote ed25519
 }
 
 // recvResult is a successful decryption not yet committed to the Channel.
+// A message on the current receiving chain of target only advances that
+// chain (s is nil): the next chain key ckr and message number nr. A DH
+// ratchet step replaces the whole session (s).
 type recvResult struct {
 	plaintext  []byte
-	s          session  // the updated session
-	target     *session // where s is committed; nil when a skipped key was used
-	usedKey    int      // index of the skipped key used, or -1
+	target     *session // the session updated; nil when a skipped key was used
+	s          *session // the updated session, or nil
+	ckr        [keySize]byte
+	nr         uint32
+	usedKey    int // index of the skipped key used, or -1
 	newSkipped []skippedKey
 }
 
@@ -622,7 +627,7 @@ func (c *Channel) tryDecrypt(env *envelope, rand io.Reader, now int64) (recvResu
 	// 2. The current receiving chain of a session.
 	for _, s := range all {
 		if s.hasDHr && s.dhr == h.dh {
-			r, err := c.sameChain(*s, env)
+			r, err := c.sameChain(s, env)
 			r.target = s
 			return r, err
 		}
@@ -669,8 +674,9 @@ func skip(ck *[keySize]byte, dhPub [keySize]byte, from, to uint32, initiator boo
 	return out
 }
 
-// sameChain decrypts a message on the current receiving chain of s.
-func (c *Channel) sameChain(s session, env *envelope) (recvResult, error) {
+// sameChain decrypts a message on the current receiving chain of s,
+// leaving s unchanged.
+func (c *Channel) sameChain(s *session, env *envelope) (recvResult, error) {
 	h := &env.hdr
 	r := recvResult{usedKey: -1}
 	if h.n < s.nr {
@@ -687,17 +693,16 @@ func (c *Channel) sameChain(s session, env *envelope) (recvResult, error) {
 	k := getKDF()
 	defer k.put()
 	mk, next := kdfCKWith(k, &ck)
+	clear(ck[:])
 	pt, err := openMessageWith(k, &mk, c.local[:], c.remote[:], s.initiator, env)
 	clear(mk[:])
 	if err != nil {
 		zeroSkipped(r.newSkipped)
 		return recvResult{usedKey: -1}, fmt.Errorf("%w: tampered or truncated message", err)
 	}
-	s.ckr = next
-	s.nr = h.n + 1
-	s.pending = false
+	r.ckr = next
+	r.nr = h.n + 1
 	r.plaintext = pt
-	r.s = s
 	return r, nil
 }
 
@@ -767,7 +772,8 @@ func (c *Channel) dhStep(s session, env *envelope, rand io.Reader, local, remote
 	clear(shared[:])
 	clear(rk[:])
 	r.plaintext = pt
-	r.s = s
+	r.s = new(session)
+	*r.s = s
 	return r, nil
 }
 
@@ -783,11 +789,19 @@ func (c *Channel) commit(r *recvResult, now int64) {
 		clear(c.skipped[r.usedKey].mk[:])
 		c.skipped = append(c.skipped[:r.usedKey], c.skipped[r.usedKey+1:]...)
 	}
-	if r.target != nil {
-		if r.target.dhs != r.s.dhs {
-			r.target.dhs.zero()
+	if t := r.target; t != nil {
+		switch {
+		case r.s == nil:
+			t.ckr, t.nr = r.ckr, r.nr
+			t.pending = false
+			clear(r.ckr[:])
+		case r.s != t:
+			if t.dhs != r.s.dhs {
+				t.dhs.zero()
+			}
+			*t = *r.s
+			r.s.zero()
 		}
-		*r.target = r.s
 	}
 	for i := range r.newSkipped {
 		r.newSkipped[i].created = now

@@ -193,14 +193,18 @@ var (
 // before it goes back to the pool.
 type kdfState struct {
 	extract hash.Hash
-	digests [2]plainDigest
-	nextDig int
-	newDig  func() hash.Hash // k.digest, bound once
-	key     [keySize]byte
-	prk     [sha256.Size]byte
-	sum     [sha256.Size]byte
-	ak      aeadKey
-	ad      []byte
+	// exDigests are the SHA-256 states under extract, scrubbed in place
+	// after each use (see scrubExtract); nil if crypto/hmac did not ask
+	// for exactly two.
+	exDigests [2]hash.Hash
+	digests   [2]plainDigest
+	nextDig   int
+	newDig    func() hash.Hash // k.digest, bound once
+	key       [keySize]byte
+	prk       [sha256.Size]byte
+	sum       [sha256.Size]byte
+	ak        aeadKey
+	ad        []byte
 }
 
 // plainDigest is a SHA-256 state that offers only the hash.Hash methods.
@@ -212,10 +216,21 @@ type plainDigest struct{ hash.Hash }
 
 var kdfPool = sync.Pool{New: func() any {
 	k := &kdfState{
-		extract: hmac.New(sha256.New, zeroSalt[:]),
 		digests: [2]plainDigest{{sha256.New()}, {sha256.New()}},
 		ad:      make([]byte, 0, 1+2*ed25519.PublicKeySize+2+prekeyHeaderSize+pqHeaderSize+headerSize),
 	}
+	var ex []hash.Hash
+	k.extract = hmac.New(func() hash.Hash {
+		d := sha256.New()
+		ex = append(ex, d)
+		return d
+	}, zeroSalt[:])
+	if len(ex) == len(k.exDigests) {
+		copy(k.exDigests[:], ex)
+	}
+	// The first Reset saves the keyed states, which every later Reset
+	// (inner) and Sum (outer) restores.
+	k.extract.Reset()
 	k.newDig = k.digest
 	return k
 }}
@@ -254,7 +269,9 @@ func (k *kdfState) put() {
 // scrub overwrites what the state holds of the keys hashed with it: its
 // chaining value (Reset) and the partial block it buffers (fewer than 64
 // bytes, overwritten by 63 zero bytes).
-func (d *plainDigest) scrub() {
+func (d *plainDigest) scrub() { scrubDigest(d.Hash) }
+
+func scrubDigest(d hash.Hash) {
 	d.Reset()
 	d.Write(zeroBlock[:sha256.BlockSize-1])
 	d.Reset()
@@ -263,24 +280,36 @@ func (d *plainDigest) scrub() {
 var zeroBlock [sha256.BlockSize]byte
 
 // scrubExtract overwrites what the extract HMAC holds of the last input:
-// its outer hash keeps the inner digest of mk until the next Sum, so it
-// hashes the empty message over it.
+// its inner hash buffers mk and its outer hash the inner digest. Both
+// states are scrubbed in place, which costs no SHA-256 block: crypto/hmac
+// restores the inner state on Reset and the outer one on Sum, so the next
+// extraction is unaffected (TestExpandReusedState checks it). If the
+// states are out of reach, it hashes the empty message over them instead.
 func (k *kdfState) scrubExtract() {
-	k.extract.Reset()
-	k.extract.Sum(k.sum[:0])
-	k.extract.Reset()
+	if k.exDigests[1] == nil {
+		k.extract.Reset()
+		k.extract.Sum(k.sum[:0])
+		k.extract.Reset()
+		return
+	}
+	for _, d := range k.exDigests {
+		scrubDigest(d)
+	}
 }
 
-// labelBytes holds the message-key labels as bytes, so that writing one
-// into a hash does not allocate.
-var labelBytes = map[string][]byte{
-	labelMessageKey:    []byte(labelMessageKey),
-	labelSenderMessage: []byte(labelSenderMessage),
-}
+// The message-key labels as bytes, so that writing one into a hash does
+// not allocate.
+var (
+	labelMessageKeyBytes    = []byte(labelMessageKey)
+	labelSenderMessageBytes = []byte(labelSenderMessage)
+)
 
 func labelOf(label string) []byte {
-	if b, ok := labelBytes[label]; ok {
-		return b
+	switch label {
+	case labelMessageKey:
+		return labelMessageKeyBytes
+	case labelSenderMessage:
+		return labelSenderMessageBytes
 	}
 	return []byte(label)
 }
