@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -218,19 +219,28 @@ func (s *Service) MessagesSince(ctx context.Context, t time.Time) ([]apitype.Eve
 }
 
 // markGaps sets Gap on each incoming message whose sequence number skips
-// numbers after the previous incoming message from the same sender.
+// numbers after the next lower one of the same sender in ms: a number is
+// missing only if no message of ms carries it, whatever the display order
+// (texts written in the same millisecond are shown in arrival order, so a
+// late one may follow a higher number).
 func markGaps(ms []apitype.Message) {
-	last := map[string]uint64{}
+	seqs := map[string][]uint64{}
+	for _, m := range ms {
+		if !m.Outgoing && m.Seq != 0 {
+			seqs[m.From] = append(seqs[m.From], m.Seq)
+		}
+	}
+	for _, s := range seqs {
+		slices.Sort(s)
+	}
 	for i := range ms {
 		m := &ms[i]
 		if m.Outgoing || m.Seq == 0 {
 			continue
 		}
-		if prev, ok := last[m.From]; ok && m.Seq > prev+1 {
-			m.Gap = int(m.Seq - prev - 1)
-		}
-		if m.Seq > last[m.From] {
-			last[m.From] = m.Seq
+		s := seqs[m.From]
+		if j, _ := slices.BinarySearch(s, m.Seq); j > 0 && m.Seq > s[j-1]+1 {
+			m.Gap = int(m.Seq - s[j-1] - 1)
 		}
 	}
 }

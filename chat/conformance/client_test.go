@@ -74,13 +74,33 @@ func newClient(t *testing.T, node *peertest.Running) *client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, _ := priv.Raw()
+	return newClientKey(t, node, priv)
+}
+
+// newClientKey is newClient with the identity key given: a fresh host
+// with that key, connected to the node.
+func newClientKey(t *testing.T, node *peertest.Running, priv crypto.PrivKey) *client {
+	t.Helper()
 	h, err := libp2p.New(libp2p.Identity(priv), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.Close() })
-	c := &client{t: t, h: h, key: ed25519.PrivateKey(raw), node: node.Host().ID(), ch: new(e2e.Channel), inbox: make(chan inbound, 1024), prekeyRequests: make(chan uint32, 64), seen: map[string]bool{}}
+	raw, _ := priv.Raw()
+	c := attachClient(t, node, h, ed25519.PrivateKey(raw))
+	if err := h.Connect(context.Background(), node.AddrInfo()); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// attachClient makes the host h, whose identity key is key, a 1:1 client
+// of the node: it serves /parley/dm/1 and /parley/prekeys/1 from a fresh
+// key store. (A room client's host becomes a 1:1 client this way.)
+func attachClient(t *testing.T, node *peertest.Running, h host.Host, key ed25519.PrivateKey) *client {
+	t.Helper()
+	c := &client{t: t, h: h, key: key, node: node.Host().ID(), ch: new(e2e.Channel), inbox: make(chan inbound, 1024), prekeyRequests: make(chan uint32, 64), seen: map[string]bool{}}
+	var err error
 	if c.ks, err = e2e.NewKeyStore(c.key, rand.Reader, time.Now()); err != nil {
 		t.Fatal(err)
 	}
@@ -92,9 +112,6 @@ func newClient(t *testing.T, node *peertest.Running) *client {
 	c.nodeKey = ed25519.PublicKey(nraw)
 	h.SetStreamHandler(wire.ProtocolDM, c.serveDM)
 	h.SetStreamHandler(wire.ProtocolPrekeys, c.servePrekeys)
-	if err := h.Connect(context.Background(), node.AddrInfo()); err != nil {
-		t.Fatal(err)
-	}
 	return c
 }
 

@@ -30,11 +30,26 @@
 //     TestDeclineDeletesSession, TestBlockedPeer.
 //   - Payloads: TestPayloadVersion, TestTextBodyLimit, TestSequenceGap,
 //     TestReceiptPerBatch, TestReceiptMarksDelivered.
-//   - X3DH, PQXDH: TestHandshake, TestPrekeyMessageReplay.
+//   - Contact links (contactlink_test.go: the node's link decoded with the
+//     standard library, links made by the client handed to `parley add`):
+//     TestContactLinkFromNode (layout, CRC-32, 4 KiB, fields, signature
+//     layout, the link bundle without one-time prekeys),
+//     TestContactLinkRefusals (white space ignored; a typo, version 1, a
+//     newer version, over 4 KiB, bad signatures, another peer's bundle, a
+//     version-1 room link refused), TestNodeAddsLink (a session from the
+//     link at once; a stale link bundle waits for /parley/prekeys/1).
+//   - Safety numbers: TestSafetyNumber.
+//   - X3DH, PQXDH: TestHandshake, TestPrekeyMessageReplay; a link's first
+//     message (no one-time prekey) replayed after its session is gone:
+//     TestContactLinkFromNode.
 //   - Mailboxes (who may use one, deposit, fetch and delete, quotas,
 //     malformed requests): TestMailboxWhoMayUse,
 //     TestMailboxDepositFetchDelete, TestMailboxTagQuota,
-//     TestMailboxMalformed. The byte layouts (fetch keys bound to a
+//     TestMailboxMalformed. "First messages from a link", with the node as
+//     the inviter and a second node as its mailbox: a genuine, a forged
+//     and a non-prekey item deposited under the link secret
+//     (TestLinkFirstMessagesThroughMailbox). "Gaps": TestSequenceGap,
+//     TestGapFilled. The byte layouts (fetch keys bound to a
 //     mailbox, tags, sealing) are pinned by chat/mailbox/testdata/seal.json.
 //   - Public rooms (id, topic, message layout, dedup on (room, author,
 //     msg_id)), with "Validation" and "Clocks, own messages, sending":
@@ -57,7 +72,8 @@
 //     the welcome fetched with the token: TestPrivateRoomWelcomeBySync.
 //     "Key packages" (UPDATE): TestPrivateRoomKeyPackageUpdate, and
 //     TestPrivateRoomPromoteWithPendingUpdate.
-//     "Leaving": TestPrivateRoomLeave. "Messages" both ways:
+//     "Leaving": TestPrivateRoomLeave; the node as the leaver, its leave
+//     published again to a late peer: TestNodeLeaves. "Messages" both ways:
 //     TestPrivateRoomReceive (MAC, AD binding of author and msg_id,
 //     epoch_hash, consecutive generations), TestPrivateRoomSend. Refusals,
 //     each against a control the node shows: TestPrivateRoomRefusals
@@ -74,8 +90,11 @@
 //     current and previous epoch, commits without a proof, refusals);
 //     TestPrivateRoomFetchHighCursor; the node as requester (its proof,
 //     paging): TestPrivateRoomSyncRequester.
-//   - "Commits through mailboxes", with the node as a plain member of a
-//     room a foreign owner made (privateowner_test.go: genesis, token and
+//   - "Commits through mailboxes", the sending side: an owner node hands
+//     its commits (a ROLE, then the REMOVE of that member) to an offline
+//     member that is its contact, byte for byte as published, and nothing
+//     to a connected one (TestCommitDeliverySent). The receiving side,
+//     with the node as a plain member of a room a foreign owner made (privateowner_test.go: genesis, token and
 //     link, /parley/roomjoin/2 and /parley/roomsync/2 served as the
 //     issuer, commits signed by any identity the test holds) and foreign
 //     1:1 clients handing it Payload.room_commit: an owner's next commit
@@ -101,6 +120,9 @@
 //     the RoomEnvelope of each body) recompute every value of
 //     chat/room/group/testdata from the text with the standard library and
 //     x/crypto, without chat/room/group.
+//
+// docs/CONFORMANCE.md maps each normative sentence of PROTOCOL.md to its
+// test and lists those not yet checked from the outside.
 //
 // Checked elsewhere, below the wire: the ratchet's receiving rules, skipped
 // keys, session ranking and convergence (chat/e2e tests); the byte layouts

@@ -138,3 +138,35 @@ func TestSequenceGap(t *testing.T) {
 		t.Fatalf("gaps %d %d %d (seq %d), want 0 0 2", log[0].Gap, log[1].Gap, log[2].Gap, log[2].Seq)
 	}
 }
+
+// TestGapFilled checks "Gaps" (Mailboxes): a missing text "shows up as a
+// gap ... once later messages arrive; when the sender comes online it
+// still has the frame in its outbox and delivers it directly, which fills
+// the gap": texts 1 and 3 arrive (3 shows 1 missing), then text 2; the log
+// then shows no gap.
+func TestGapFilled(t *testing.T) {
+	ctx := context.Background()
+	node := startNode(t)
+	c := newClient(t, node)
+	if _, err := node.Chat().AddContact(ctx, c.id(), "client"); err != nil {
+		t.Fatal(err)
+	}
+	c.handshake(2)
+	one, two, three := c.text("one"), c.text("two"), c.text("three")
+	for _, fr := range [][]*wirepb.DMFrame{{one, three}, {two}} {
+		if acks, err := c.exchange(fr...); err != nil || len(acks) != len(fr) {
+			t.Fatalf("acks %v, %v", acks, err)
+		}
+		log, err := node.Chat().Log(ctx, "client", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gaps := 0
+		for _, m := range log {
+			gaps += m.Gap
+		}
+		if want := map[bool]int{true: 1, false: 0}[len(fr) == 2]; gaps != want {
+			t.Fatalf("after %d texts: %d missing shown, want %d (%+v)", len(log), gaps, want, log)
+		}
+	}
+}
