@@ -233,3 +233,83 @@ func (c *roomClient) rejoin() {
 			slices.Contains(c.node.Rooms().PubSub().ListPeers(name), c.h.ID())
 	})
 }
+
+// TestCommitKeyPackageDate checks "Successor" rule 3 and "Sizes" ("key
+// package created_at_ms: at most 5 minutes after the issued_at_ms of the
+// commit that lists it first") with the node as a plain member of a room
+// the foreign owner made: the owner's commit of epoch 4 that adds a
+// joiner whose package is dated 6 minutes after the commit, and one that
+// carries a member's UPDATE dated so, are refused (each from its own
+// host, a REJECT costing that host's score, each followed by a control
+// from that host); the owner's commit for the same slot with both
+// packages dated 4 minutes after it is applied, and the node seals its
+// next message there.
+func TestCommitKeyPackageDate(t *testing.T) {
+	node := startNode(t)
+	d := newDeliveryRoom(t, node)
+	ev, cancel := node.Chat().Subscribe()
+	defer cancel()
+	l3 := d.tip()
+	// withPlain is l3's roster with the plain member's package replaced by
+	// one dated at, plus joiner (if any) added; the changes say so.
+	withPlain := func(at time.Time, joiner *ident) ([]*wirepb.CommitMember, []*wirepb.Change) {
+		fresh := identAt(t, d.plain.key, at)
+		ms := stripConsent(l3.p.body.Members)
+		var chs []*wirepb.Change
+		if !at.IsZero() {
+			for _, m := range ms {
+				if bytes.Equal(ownerOf(m.KeyPackage), d.plain.id) {
+					m.KeyPackage = fresh.kp
+				}
+			}
+			chs = append(chs, &wirepb.Change{Kind: wirepb.ChangeKind_CHANGE_UPDATE, Subject: d.plain.id, Actor: d.plain.id})
+		}
+		if joiner != nil {
+			ms = append(ms, member(joiner, wirepb.Role_ROLE_MEMBER, joiner.consent(d.room)))
+			chs = append(chs, &wirepb.Change{Kind: wirepb.ChangeKind_CHANGE_ADD, Subject: joiner.id, Actor: d.owner.id, Role: wirepb.Role_ROLE_MEMBER})
+		}
+		return ms, chs
+	}
+	late := time.Now().Add(6 * time.Minute)
+	lateJoiner := identAt(t, newIdent(t).key, late)
+	for _, c := range []struct {
+		name string
+		bad  func() *link
+	}{
+		{"ADD of a package dated 6 minutes after the commit", func() *link {
+			ms, chs := withPlain(time.Time{}, lateJoiner)
+			return sealWith(t, false, d.room, l3, d.owner, ms, chs...)
+		}},
+		{"UPDATE to a package dated 6 minutes after the commit", func() *link {
+			ms, chs := withPlain(late, nil)
+			return sealWith(t, false, d.room, l3, d.owner, ms, chs...)
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			bad := c.bad()
+			if err := checkSuccessor(l3.p, bad.p); err == nil {
+				t.Fatal("the commit made is a valid successor")
+			}
+			h := newRoomClient(t, node, d.room)
+			sentinel := h.publicSentinel(t)
+			h.publishEnv(&wirepb.RoomEnvelope{Version: 2, RoomId: d.room, Body: &wirepb.RoomEnvelope_Commit{Commit: bad.sc}})
+			showControl(t, ev, sentinel)
+			if info := d.info(t); info.Epoch != 3 {
+				t.Fatalf("the node moved to epoch %d on the refused commit", info.Epoch)
+			}
+		})
+	}
+
+	joiner := identAt(t, newIdent(t).key, time.Now().Add(4*time.Minute))
+	ms, chs := withPlain(time.Now().Add(4*time.Minute), joiner)
+	good := d.extend(seal(t, d.room, l3, d.owner, ms, chs...))
+	d.serve(d.chain...)
+	d.publishCommit(good)
+	d.stillMember(t, 4)
+	sent, err := node.Rooms().Send(context.Background(), d.name, "on the commit applied")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := hex.DecodeString(sent.ID)
+	d.nodeApp(t, good, id)
+}

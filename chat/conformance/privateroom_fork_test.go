@@ -172,3 +172,51 @@ func removes(p *parsedCommit, subject, actor []byte) bool {
 	}
 	return false
 }
+
+// TestForkHealByChild checks "Fork choice" rule 3 and the row "epoch
+// n+1, parent = hash(r)": two admins commit for epoch 5 at once; the node
+// follows the one the tie-break (rule 4) prefers, sends a message under
+// it, and keeps the other as its rival r; a child of r (the owner's REKEY
+// of epoch 6 on top of it) arrives; r with a child beats the childless
+// current commit, so the node follows r and then its child ("fork
+// healed"), and publishes its message again sealed at epoch 6 ("Own
+// messages").
+func TestForkHealByChild(t *testing.T) {
+	node := startNode(t)
+	d := newDeliveryRoom(t, node)
+	ctx := context.Background()
+	second := newIdent(t)
+	l4 := d.extend(d.add(t, d.tip(), wirepb.Role_ROLE_ADMIN, second))
+	d.serve(d.chain...)
+	d.publishCommit(l4)
+	d.waitEpoch(t, 4)
+
+	// Rule 4: the smaller SHA-256("parley/room/2 fork" 0x00 ‖ parent ‖
+	// issuer) wins between two admins.
+	win, lose := d.admin, second
+	if bytes.Compare(sha(label0("parley/room/2 fork"), l4.p.hash, win.id), sha(label0("parley/room/2 fork"), l4.p.hash, lose.id)) > 0 {
+		win, lose = lose, win
+	}
+	cur, r := rekey(t, d.room, l4, win), rekey(t, d.room, l4, lose)
+	d.publishCommit(cur)
+	d.waitEpoch(t, 4+1)
+	const text = "under the commit that loses by a child"
+	sent, err := node.Rooms().Send(ctx, d.name, text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := hex.DecodeString(sent.ID)
+	if _, got := d.nodeApp(t, cur, id); got != text {
+		t.Fatalf("the node's message under the first commit: %q", got)
+	}
+	// r loses by rule 4 (ignored, kept as the rival); then its child.
+	d.publishCommit(r)
+	d.extend(r)
+	child := d.extend(rekey(t, d.room, r, d.owner))
+	d.serve(d.chain...)
+	d.publishCommit(child)
+	d.waitEpoch(t, 6)
+	if _, got := d.nodeApp(t, child, id); got != text {
+		t.Fatalf("the message published again at epoch 6: %q, want %q", got, text)
+	}
+}
