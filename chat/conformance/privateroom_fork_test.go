@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/parley-im/parley/chat/wire/wirepb"
+	"github.com/parley-im/parley/peer/peertest"
 )
 
 // The tests in this file check "Fork choice" and "Own messages" with the
@@ -219,4 +222,40 @@ func TestForkHealByChild(t *testing.T) {
 	if _, got := d.nodeApp(t, child, id); got != text {
 		t.Fatalf("the message published again at epoch 6: %q, want %q", got, text)
 	}
+}
+
+// TestForkEquivocation checks "Fork choice": "Two different commits by
+// one issuer for one slot are an equivocation: reported as an event
+// everywhere; between them the smaller commit hash wins." The owner's
+// REKEY of epoch 4 reaches the node, then the owner's other REKEY for the
+// same slot, with a smaller hash: the node reports it in the room's
+// history and follows the second one (its next message is sealed there).
+func TestForkEquivocation(t *testing.T) {
+	node := startNode(t)
+	d := newDeliveryRoom(t, node)
+	l3 := d.tip()
+	first := rekey(t, d.room, l3, d.owner)
+	d.publishCommit(first)
+	d.waitEpoch(t, 4)
+	second := d.extend(smallerHash(func() *link { return rekey(t, d.room, l3, d.owner) }, first.p.hash))
+	d.serve(d.chain...)
+	d.publishCommit(second)
+	peertest.Eventually(t, 30*time.Second, "the equivocation reported in the room's history", func() bool {
+		log, err := node.Chat().Log(context.Background(), d.name, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range log {
+			if strings.Contains(m.Text, "issued two different changes for epoch 4") {
+				return true
+			}
+		}
+		return false
+	})
+	sent, err := node.Rooms().Send(context.Background(), d.name, "after the equivocation")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := hex.DecodeString(sent.ID)
+	d.nodeApp(t, second, id)
 }
