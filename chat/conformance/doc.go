@@ -68,7 +68,8 @@
 //     join request, the welcome on the topic and the chain fetched with
 //     the token, HPKE, key schedule, confirmation tag; used-up, bad-proof
 //     and copied requests): TestPrivateRoomJoin; the request on the
-//     topic and the welcome published again: TestPrivateRoomJoinOnTopic;
+//     topic and the welcome published again, at most once per 6 seconds:
+//     TestPrivateRoomJoinOnTopic;
 //     the welcome fetched with the token: TestPrivateRoomWelcomeBySync.
 //     "Key packages" (UPDATE): TestPrivateRoomKeyPackageUpdate, and
 //     TestPrivateRoomPromoteWithPendingUpdate.
