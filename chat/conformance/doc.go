@@ -68,7 +68,8 @@
 //     join request, the welcome on the topic and the chain fetched with
 //     the token, HPKE, key schedule, confirmation tag; used-up, bad-proof
 //     and copied requests): TestPrivateRoomJoin; the request on the
-//     topic and the welcome published again: TestPrivateRoomJoinOnTopic;
+//     topic and the welcome published again, at most once per 6 seconds:
+//     TestPrivateRoomJoinOnTopic;
 //     the welcome fetched with the token: TestPrivateRoomWelcomeBySync.
 //     "Key packages" (UPDATE): TestPrivateRoomKeyPackageUpdate, and
 //     TestPrivateRoomPromoteWithPendingUpdate.
@@ -82,6 +83,24 @@
 //     another branch's epoch_hash, a newer epoch, an author not in the
 //     roster, an epoch whose keys are erased and a late one of the
 //     previous epoch, after ROLE and ADD commits checked as successors).
+//     "Clocks": TestPrivateRoomClock (a member's hlc over 5 minutes ahead
+//     refused and not moving the node's clock, over 5 minutes behind
+//     refused live, 4 minutes ahead shown and moving it; synced, over 5
+//     minutes ahead refused, an hour old taken),
+//     TestPrivateRoomClockSeededAtStart (the node restarted on its home
+//     seeds the clock from its log); a key package on the topic dated over
+//     5 minutes ahead ignored: TestPrivateRoomKeyPackageClock; a commit
+//     listing a package dated over 5 minutes after its issued_at_ms
+//     refused ("Successor" rule 3, ADD and UPDATE):
+//     TestCommitKeyPackageDate.
+//     "Fork choice" and "Own messages", with the node a member of a room
+//     the foreign owner made: an admin's commit, then the owner's rival
+//     (rule 2): the node heals and publishes its message again at the
+//     winning epoch (TestForkHealResendsMessages); as an admin whose kick
+//     lost, it re-makes the kick on top of the winner
+//     (TestForkHealRemakesKick); a rival with a child beats the childless
+//     commit (rule 3, TestForkHealByChild); an owner's equivocation is
+//     reported and the smaller hash followed (TestForkEquivocation).
 //     "Removal": TestPrivateRoomRemoval (the REMOVE commit, nothing sealed
 //     to the removed member, its old-epoch message refused, the removed
 //     member's fetch); a member removed and re-added:

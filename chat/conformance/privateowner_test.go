@@ -53,6 +53,12 @@ func newIdent(t *testing.T) *ident {
 // identOf makes a key package (created now) for key.
 func identOf(t *testing.T, key ed25519.PrivateKey) *ident {
 	t.Helper()
+	return identAt(t, key, time.Now())
+}
+
+// identAt makes a key package for key dated created.
+func identAt(t *testing.T, key ed25519.PrivateKey, created time.Time) *ident {
+	t.Helper()
 	i := &ident{key: key, id: ed25519PeerID(key.Public().(ed25519.PublicKey))}
 	var err error
 	if i.enc, err = roomKEM.GenerateKey(); err != nil {
@@ -61,7 +67,7 @@ func identOf(t *testing.T, key ed25519.PrivateKey) *ident {
 	if i.init, err = roomKEM.GenerateKey(); err != nil {
 		t.Fatal(err)
 	}
-	body := marshalDet(t, &wirepb.KeyPackage{Owner: i.id, HpkePublicKey: i.enc.PublicKey().Bytes(), CreatedAtMs: time.Now().UnixMilli(), HpkeInitKey: i.init.PublicKey().Bytes()})
+	body := marshalDet(t, &wirepb.KeyPackage{Owner: i.id, HpkePublicKey: i.enc.PublicKey().Bytes(), CreatedAtMs: created.UnixMilli(), HpkeInitKey: i.init.PublicKey().Bytes()})
 	i.kp = marshalDet(t, &wirepb.SignedKeyPackage{KeyPackage: body, Signature: ed25519.Sign(key, cat(label0("parley/room/2 key package"), body))})
 	return i
 }
@@ -82,11 +88,18 @@ func (i *ident) consent(room []byte) []byte {
 }
 
 // link is one commit of the chain the owner made, with the init secret of
-// its epoch (what "Key schedule" keeps to seal the next commit).
+// its epoch (what "Key schedule" keeps to seal the next commit) and the
+// rest of its epoch's keys.
 type link struct {
 	sc   *wirepb.SignedCommit
 	p    *parsedCommit
 	init []byte
+	keys epochKeys
+}
+
+// epochState is the epoch l starts, as a member holds it.
+func (l *link) epochState() *epochState {
+	return &epochState{signed: l.sc, body: l.p.body, hash: l.p.hash, ctx: l.p.ctx, keys: &l.keys, used: map[string]map[uint32]bool{}}
 }
 
 func (l *link) epoch() uint64 { return l.p.body.Epoch }
@@ -105,6 +118,13 @@ func member(id *ident, role wirepb.Role, consent []byte) *wirepb.CommitMember {
 // signature. A commit by an admin of parent is checked as its successor
 // ("Successor"); anyone else's is made as asked, for the node to refuse.
 func seal(t *testing.T, room []byte, parent *link, issuer *ident, members []*wirepb.CommitMember, changes ...*wirepb.Change) *link {
+	t.Helper()
+	return sealWith(t, true, room, parent, issuer, members, changes...)
+}
+
+// sealWith is seal; unless check, the commit is not checked as a
+// successor (a test makes an admin's invalid commit on purpose).
+func sealWith(t *testing.T, check bool, room []byte, parent *link, issuer *ident, members []*wirepb.CommitMember, changes ...*wirepb.Change) *link {
 	t.Helper()
 	b := &wirepb.CommitBody{RoomId: room, Epoch: 1, Parent: make([]byte, 32), Issuer: issuer.id, IssuedAtMs: time.Now().UnixMilli(), Members: members, Changes: changes}
 	prevInit := make([]byte, 32)
@@ -156,13 +176,13 @@ func seal(t *testing.T, room []byte, parent *link, issuer *ident, members []*wir
 	if err != nil {
 		t.Fatalf("the commit made: %v", err)
 	}
-	if r, _ := roleIn(parent, issuer.id); isAdmin(r) {
+	if r, _ := roleIn(parent, issuer.id); check && isAdmin(r) {
 		// Meant to be valid: check it as every member will.
 		if err := checkSuccessor(parent.p, p); err != nil {
 			t.Fatalf("the commit made is no valid successor: %v", err)
 		}
 	}
-	return &link{sc: sc, p: p, init: k.init}
+	return &link{sc: sc, p: p, init: k.init, keys: k}
 }
 
 // roleIn is id's role in l's roster.

@@ -408,7 +408,7 @@ func (s *Service) keyPackageAge() time.Duration { return s.cfg.RekeyEvery / 2 }
 // resendWelcome publishes again the commit that added p (at most once per
 // newerEpochFetchEvery per member).
 func (s *Service) resendWelcome(r *room, p peer.ID) {
-	if !s.commitRate.Allow(peer.ID("welcome/"+p), s.now()) {
+	if !s.welcomeRate.Allow(p, s.now()) {
 		return
 	}
 	s.mu.RLock()

@@ -77,8 +77,12 @@ type Service struct {
 	// commitRate bounds the commits of each author the validators apply
 	// (a burst of 10, then one every 6 seconds).
 	commitRate *chat.Limiter
-	finder     providerFinder // nil: no rendezvous
-	budgets    syncBudgets    // of /parley/roomsync/1 and /2 (sync_budget.go)
+	// welcomeRate bounds how often a member's join request makes us
+	// publish again the commit that added it: once per 6 seconds
+	// (docs/PROTOCOL.md, "Validation of the topic").
+	welcomeRate *chat.Limiter
+	finder      providerFinder // nil: no rendezvous
+	budgets     syncBudgets    // of /parley/roomsync/1 and /2 (sync_budget.go)
 
 	// commits caches parsed stored commits (fetch.go, storedCommit).
 	commitsMu sync.Mutex
@@ -212,9 +216,10 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		started: make(chan struct{}),
 		rate:    chat.NewLimiter(cfg.RateBurst, cfg.RateEvery),
 
-		commitRate: chat.NewLimiter(10, 6*time.Second),
-		inbox:      make(chan struct{}, 1),
-		syncs:      make(chan syncJob, 64),
+		commitRate:  chat.NewLimiter(10, 6*time.Second),
+		welcomeRate: chat.NewLimiter(1, 6*time.Second),
+		inbox:       make(chan struct{}, 1),
+		syncs:       make(chan syncJob, 64),
 
 		syncPending: make(map[syncJob]bool),
 
