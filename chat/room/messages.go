@@ -188,31 +188,51 @@ func (s *Service) Send(ctx context.Context, name, text string) (apitype.Message,
 		}
 		err = s.db.Tx(ctx, func(tx *sql.Tx) error { return store(tx, data) })
 	} else {
-		// Seal and store under the group lock: the chain step and the
-		// stored message commit together, or neither does.
+		// Seal under the group lock, and store the chain step with the
+		// message: both commit, or neither does. As in ingest, the lock
+		// goes once the transaction has begun (every later transaction,
+		// one storing the whole epoch included, comes after this one), so
+		// the room's validators do not wait for our inserts.
 		r.gmu.Lock()
+		locked := true
 		e := r.g.cur()
 		if e == nil {
 			r.gmu.Unlock()
 			return apitype.Message{}, ErrNotMember
 		}
-		var am *wirepb.AppMessage
+		var (
+			am    *wirepb.AppMessage
+			chain []byte
+		)
 		am, err = e.Seal(s.self(), msgID, hlc, []byte(text))
 		if err == nil {
 			data, err = proto.Marshal(&wirepb.RoomEnvelope{Version: group.Version, RoomId: r.id[:], Body: &wirepb.RoomEnvelope_App{App: am}})
 		}
 		if err == nil {
+			chain, err = e.MarshalChain(s.self())
+		}
+		if err == nil {
+			h := e.Commit().Hash()
 			err = s.db.Tx(ctx, func(tx *sql.Tx) error {
-				if err := s.saveChainsLocked(ctx, tx, r, e, s.self()); err != nil {
+				r.gmu.Unlock()
+				locked = false
+				if _, err := s.db.Exec(ctx, tx, "INSERT OR REPLACE INTO room_chain_states(room, epoch_hash, author, state) VALUES(?, ?, ?, ?)",
+					r.id[:], h[:], s.self().String(), chain); err != nil {
 					return err
 				}
 				return store(tx, data)
 			})
-			if err != nil {
-				s.reloadLocked(r)
-			}
 		}
-		r.gmu.Unlock()
+		if err != nil {
+			if !locked {
+				r.gmu.Lock()
+				locked = true
+			}
+			s.reloadLocked(r)
+		}
+		if locked {
+			r.gmu.Unlock()
+		}
 	}
 	if err != nil {
 		return apitype.Message{}, fmt.Errorf("room: send: %w", err)
