@@ -125,8 +125,8 @@ func (x *logIndex) mayHold(author peer.ID, msgID []byte) bool {
 	return false
 }
 
-// load adds every key of the room's log to x, once. The room's reader
-// calls it before it stores anything.
+// loadLogIndex adds every key of the room's log to its index, once. The
+// room's reader calls it before it stores anything.
 func (s *Service) loadLogIndex(ctx context.Context, r *room) error {
 	x := &r.logIdx
 	x.mu.Lock()
@@ -144,8 +144,7 @@ func (s *Service) loadLogIndex(ctx context.Context, r *room) error {
 		return err
 	}
 	defer rows.Close()
-	type key struct{ h1, h2 uint64 }
-	keys := make([]key, 0, n)
+	keys := make([]logHash, 0, n)
 	for rows.Next() {
 		var (
 			sender string
@@ -159,15 +158,25 @@ func (s *Service) loadLogIndex(ctx context.Context, r *room) error {
 			continue // never matches an author the validator sees
 		}
 		h1, h2 := logKeyHash(p, id)
-		keys = append(keys, key{h1, h2})
+		keys = append(keys, logHash{h1, h2})
 	}
 	if err := rows.Err(); err != nil {
 		return err
 	}
+	x.load(keys)
+	return nil
+}
+
+// logHash is a key of the log, hashed (logKeyHash).
+type logHash struct{ h1, h2 uint64 }
+
+// load adds the keys the log held when the index was loaded, once: from
+// then on, "not in the index" is exact.
+func (x *logIndex) load(keys []logHash) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if x.loaded {
-		return nil
+		return
 	}
 	// One filter sized for the log and the room's growth, before the
 	// keys ingest added meanwhile.
@@ -176,5 +185,4 @@ func (s *Service) loadLogIndex(ctx context.Context, r *room) error {
 		x.blooms[0].add(k.h1, k.h2)
 	}
 	x.loaded = true
-	return nil
 }

@@ -591,12 +591,13 @@ func (s *Service) store(ctx context.Context, r *room, items []ingestItem) error 
 		}
 		shown = shown[:0]
 		var names map[peer.ID]string
-		now := s.now()
+		now, conv := s.now().UnixMilli(), r.id.conv()
 		for i := range items {
 			it := &items[i]
+			author := it.author.String()
 			res, err := s.db.Exec(ctx, tx, `INSERT OR IGNORE INTO room_log(room, msg_id, hlc, epoch, sender, data, seqno, signature, key, status)
 				VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-				r.id[:], it.msgID, it.hlc, it.epoch, it.author.String(), it.rec.Data, it.rec.Seqno, it.rec.Signature, it.rec.Key, it.status)
+				r.id[:], it.msgID, it.hlc, it.epoch, author, it.rec.Data, it.rec.Seqno, it.rec.Signature, it.rec.Key, it.status)
 			if err != nil {
 				return err
 			}
@@ -606,7 +607,7 @@ func (s *Service) store(ctx context.Context, r *room, items []ingestItem) error 
 			ms, _ := wire.UnpackHLC(it.hlc)
 			res, err = s.db.Exec(ctx, tx, `INSERT OR IGNORE INTO messages(id, conv, sender, outgoing, body, sent_at, received_at, state)
 				VALUES(?, ?, ?, 0, ?, ?, ?, ?)`,
-				it.msgID, r.id.conv(), it.author.String(), it.text, ms, now.UnixMilli(), apitype.StateReceived)
+				it.msgID, conv, author, it.text, ms, now, apitype.StateReceived)
 			if err != nil {
 				return err
 			}
@@ -617,14 +618,14 @@ func (s *Service) store(ctx context.Context, r *room, items []ingestItem) error 
 			// from memory, as the contacts table stands).
 			name, ok := names[it.author]
 			if !ok && s.chat.IsContact(it.author) {
-				s.db.QueryRow(ctx, tx, "SELECT name FROM contacts WHERE peer_id = ?", it.author.String()).Scan(&name)
+				s.db.QueryRow(ctx, tx, "SELECT name FROM contacts WHERE peer_id = ?", author).Scan(&name)
 				if names == nil {
 					names = make(map[peer.ID]string)
 				}
 				names[it.author] = name
 			}
 			shown = append(shown, &apitype.Message{
-				ID: hex.EncodeToString(it.msgID), Conv: "#" + r.name, From: it.author.String(), FromName: name,
+				ID: hex.EncodeToString(it.msgID), Conv: "#" + r.name, From: author, FromName: name,
 				Text: it.text, SentAt: time.UnixMilli(ms), State: apitype.StateReceived,
 			})
 		}
