@@ -130,5 +130,6 @@ func (s *Service) Ingest(ctx context.Context, name string, recs ...*wirepb.Synce
 	if err != nil {
 		return err
 	}
-	return s.ingest(ctx, r, recs...)
+	_, err = s.ingest(ctx, r, recs...)
+	return err
 }

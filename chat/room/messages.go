@@ -465,7 +465,7 @@ func (s *Service) readLoop(ctx context.Context, r *room, sub *pubsub.Subscriptio
 				break more
 			}
 		}
-		if err := s.store(ctx, r, batch); err != nil && ctx.Err() == nil {
+		if _, err := s.store(ctx, r, batch); err != nil && ctx.Err() == nil {
 			s.log.Warn("store room message", "room", r.id, "err", err)
 		}
 		clear(batch)
@@ -520,7 +520,7 @@ type ingestItem struct {
 // fails, the group state is read again from disk (a commit applied
 // meanwhile may have stored the moved chains first: those messages are
 // then marked undecryptable when sync brings them again).
-func (s *Service) ingest(ctx context.Context, r *room, recs ...*wirepb.SyncedMessage) error {
+func (s *Service) ingest(ctx context.Context, r *room, recs ...*wirepb.SyncedMessage) (int, error) {
 	items := make([]ingestItem, 0, len(recs))
 	for _, rec := range recs {
 		items = s.appendParsed(items, r, rec)
@@ -552,13 +552,13 @@ func (s *Service) appendParsed(items []ingestItem, r *room, rec *wirepb.SyncedMe
 	return append(items, it)
 }
 
-// store is ingest for decoded messages.
-func (s *Service) store(ctx context.Context, r *room, items []ingestItem) error {
+// store is ingest for decoded messages. It returns how many it logged.
+func (s *Service) store(ctx context.Context, r *room, items []ingestItem) (int, error) {
 	r.imu.Lock()
 	defer r.imu.Unlock()
 	items = s.unlogged(ctx, r, items)
 	if len(items) == 0 {
-		return nil
+		return 0, nil
 	}
 	var (
 		chains []chainState
@@ -573,15 +573,18 @@ func (s *Service) store(ctx context.Context, r *room, items []ingestItem) error 
 			}
 		}()
 		if r.g == nil || r.g.cur() == nil {
-			return nil
+			return 0, nil
 		}
 		var err error
 		if chains, err = s.openLocked(r, items); err != nil {
 			s.reloadLocked(r)
-			return err
+			return 0, err
 		}
 	}
-	var shown []*apitype.Message
+	var (
+		shown  []*apitype.Message
+		logged int
+	)
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
 		if locked {
 			// The connection is ours: every later transaction comes after
@@ -589,7 +592,7 @@ func (s *Service) store(ctx context.Context, r *room, items []ingestItem) error 
 			r.gmu.Unlock()
 			locked = false
 		}
-		shown = shown[:0]
+		shown, logged = shown[:0], 0
 		var names map[peer.ID]string
 		now, conv := s.now().UnixMilli(), r.id.conv()
 		for i := range items {
@@ -601,7 +604,11 @@ func (s *Service) store(ctx context.Context, r *room, items []ingestItem) error 
 			if err != nil {
 				return err
 			}
-			if k, _ := res.RowsAffected(); k == 0 || !it.show {
+			if k, _ := res.RowsAffected(); k == 0 {
+				continue
+			}
+			logged++
+			if !it.show {
 				continue
 			}
 			ms, _ := wire.UnpackHLC(it.hlc)
@@ -645,13 +652,13 @@ func (s *Service) store(ctx context.Context, r *room, items []ingestItem) error 
 			}
 			s.reloadLocked(r)
 		}
-		return err
+		return 0, err
 	}
 	for i := range items {
 		r.logIdx.add(items[i].author, items[i].msgID)
 	}
 	s.publish(shown)
-	return nil
+	return logged, nil
 }
 
 // unlogged returns the items whose message the room log does not hold yet
