@@ -345,11 +345,14 @@ func benchParley(b *testing.B, n int, graph [][2]int) result {
 		degree += len(h.Network().Peers())
 	}
 	b.Logf("parley N=%d: average connections per node %.1f (graph %.1f)", n, float64(degree)/float64(n), 2*float64(len(graph))/float64(n))
+	b.ReportMetric(float64(degree)/float64(n), "parley-conns-avg")
 	idle := heapInuse()
+	stopProfile := driveProfile(b)
 	cpu, heap := drive(b, n, r, mrand.New(mrand.NewPCG(2, uint64(n))), func(from, seq int) error {
 		_, err := nodes[from].Rooms().Send(ctx, "#bench", text(seq))
 		return err
 	})
+	stopProfile()
 	res := report(b, "parley", n, r, cpu, heap, base, idle)
 	for _, m := range nodes {
 		m.Stop(b)

@@ -75,6 +75,13 @@
 // Each room has its own hybrid logical clock, seeded at start from its log
 // ignoring values beyond the bound.
 //
+// Validators run inline in the gossipsub pipeline and never wait for the
+// database's writes: "already logged?" is answered by an in-memory index
+// of the log (logindex.go; the database only for a "maybe"), and the
+// room's reader stores the messages that arrived while its previous
+// transaction ran in one transaction, letting go of the group lock once
+// that transaction has begun. A message is shown only once it is stored.
+//
 // Send stores a message as pending with the bytes to publish
 // (room_outbox), publishes it, then marks it sent; pending messages are
 // published again at start and every minute.

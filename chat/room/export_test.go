@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/parley-im/parley/chat/room/group"
+	"github.com/parley-im/parley/chat/wire/wirepb"
 )
 
 // Internals for the tests of package room_test.
@@ -121,3 +122,14 @@ const (
 	ProtocolRoomSync  = protocolRoomSync
 	ProtocolRoomSync2 = protocolRoomSync2
 )
+
+// Ingest stores recs in room name as if they had arrived together on its
+// topic, validated: one batch, one transaction.
+func (s *Service) Ingest(ctx context.Context, name string, recs ...*wirepb.SyncedMessage) error {
+	r, err := s.byName(name)
+	if err != nil {
+		return err
+	}
+	_, err = s.ingest(ctx, r, recs...)
+	return err
+}

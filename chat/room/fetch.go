@@ -558,6 +558,7 @@ func (s *Service) syncWith(ctx context.Context, r *room, p peer.ID, commitsOnly 
 			return total, nil
 		}
 		known := s.loggedAmong(ctx, r, resp.Messages)
+		var verified []*wirepb.SyncedMessage
 		for _, m := range resp.Messages {
 			if known[m] {
 				continue
@@ -565,10 +566,14 @@ func (s *Service) syncWith(ctx context.Context, r *room, p peer.ID, commitsOnly 
 			if ok, _ := s.verifyFetched(r, m); !ok {
 				continue
 			}
-			if err := s.ingest(ctx, r, m); err != nil {
-				return total, err
-			}
-			total++
+			verified = append(verified, m)
+		}
+		// The page's messages in one transaction: the next page's cursor
+		// is taken only once they are stored.
+		n, err := s.ingest(ctx, r, verified...)
+		total += n
+		if err != nil {
+			return total, err
 		}
 		if !resp.More || len(resp.Messages) == 0 {
 			return total, nil
@@ -647,7 +652,7 @@ func (s *Service) verifyFetched(r *room, m *wirepb.SyncedMessage) (bool, error) 
 	if err != nil || env.GetApp() == nil {
 		return false, err
 	}
-	if s.logged(r.id, peer.ID(m.From), env.GetApp().GetMsgId()) {
+	if r.logIdx.mayHold(peer.ID(m.From), env.GetApp().GetMsgId()) && s.logged(r.id, peer.ID(m.From), env.GetApp().GetMsgId()) {
 		return false, nil
 	}
 	if err := verifySignature(r.Topic(), m); err != nil {

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -187,31 +188,51 @@ func (s *Service) Send(ctx context.Context, name, text string) (apitype.Message,
 		}
 		err = s.db.Tx(ctx, func(tx *sql.Tx) error { return store(tx, data) })
 	} else {
-		// Seal and store under the group lock: the chain step and the
-		// stored message commit together, or neither does.
+		// Seal under the group lock, and store the chain step with the
+		// message: both commit, or neither does. As in ingest, the lock
+		// goes once the transaction has begun (every later transaction,
+		// one storing the whole epoch included, comes after this one), so
+		// the room's validators do not wait for our inserts.
 		r.gmu.Lock()
+		locked := true
 		e := r.g.cur()
 		if e == nil {
 			r.gmu.Unlock()
 			return apitype.Message{}, ErrNotMember
 		}
-		var am *wirepb.AppMessage
+		var (
+			am    *wirepb.AppMessage
+			chain []byte
+		)
 		am, err = e.Seal(s.self(), msgID, hlc, []byte(text))
 		if err == nil {
 			data, err = proto.Marshal(&wirepb.RoomEnvelope{Version: group.Version, RoomId: r.id[:], Body: &wirepb.RoomEnvelope_App{App: am}})
 		}
 		if err == nil {
+			chain, err = e.MarshalChain(s.self())
+		}
+		if err == nil {
+			h := e.Commit().Hash()
 			err = s.db.Tx(ctx, func(tx *sql.Tx) error {
-				if err := s.saveChainsLocked(ctx, tx, r, e, s.self()); err != nil {
+				r.gmu.Unlock()
+				locked = false
+				if _, err := s.db.Exec(ctx, tx, "INSERT OR REPLACE INTO room_chain_states(room, epoch_hash, author, state) VALUES(?, ?, ?, ?)",
+					r.id[:], h[:], s.self().String(), chain); err != nil {
 					return err
 				}
 				return store(tx, data)
 			})
-			if err != nil {
-				s.reloadLocked(r)
-			}
 		}
-		r.gmu.Unlock()
+		if err != nil {
+			if !locked {
+				r.gmu.Lock()
+				locked = true
+			}
+			s.reloadLocked(r)
+		}
+		if locked {
+			r.gmu.Unlock()
+		}
 	}
 	if err != nil {
 		return apitype.Message{}, fmt.Errorf("room: send: %w", err)
@@ -410,10 +431,11 @@ func insertMessage(ctx context.Context, tx *sql.Tx, id ID, msgID []byte, from pe
 
 // readLoop stores what the room's subscription delivers.
 func (s *Service) readLoop(ctx context.Context, r *room, sub *pubsub.Subscription) {
-	// A reader feeds the loop so that messages which arrive together are
-	// stored in one transaction (under load, one commit per burst instead of
-	// one per message).
-	recs := make(chan *wirepb.SyncedMessage, ingestBatch)
+	// A reader feeds the loop, so that the messages which arrived while
+	// the previous transaction ran are stored together in the next one:
+	// under load, one commit per burst instead of one per message, and no
+	// timer adds latency to a lone message.
+	recs := make(chan *pubsub.Message, ingestBatch)
 	go func() {
 		defer close(recs)
 		for {
@@ -421,11 +443,16 @@ func (s *Service) readLoop(ctx context.Context, r *room, sub *pubsub.Subscriptio
 			if err != nil {
 				return
 			}
-			recs <- &wirepb.SyncedMessage{From: msg.Message.From, Data: msg.Data, Seqno: msg.Seqno, Signature: msg.Signature, Key: msg.Key}
+			recs <- msg
 		}
 	}()
-	for rec := range recs {
-		batch := []*wirepb.SyncedMessage{rec}
+	if err := s.loadLogIndex(ctx, r); err != nil && ctx.Err() == nil {
+		// The validators keep asking the database.
+		s.log.Warn("room: load the log index", "room", r.id, "err", err)
+	}
+	batch := make([]ingestItem, 0, ingestBatch)
+	for msg := range recs {
+		batch = s.appendLive(batch[:0], r, msg)
 	more:
 		for len(batch) < ingestBatch {
 			select {
@@ -433,131 +460,279 @@ func (s *Service) readLoop(ctx context.Context, r *room, sub *pubsub.Subscriptio
 				if !ok {
 					break more
 				}
-				batch = append(batch, next)
+				batch = s.appendLive(batch, r, next)
 			default:
 				break more
 			}
 		}
-		if err := s.ingest(ctx, r, batch...); err != nil && ctx.Err() == nil {
+		if _, err := s.store(ctx, r, batch); err != nil && ctx.Err() == nil {
 			s.log.Warn("store room message", "room", r.id, "err", err)
 		}
+		clear(batch)
 	}
+}
+
+// appendLive appends a message the room's subscription delivered to
+// items: an app message of a private room as the validator decoded it,
+// anything else decoded here.
+func (s *Service) appendLive(items []ingestItem, r *room, msg *pubsub.Message) []ingestItem {
+	rec := &wirepb.SyncedMessage{From: msg.Message.From, Data: msg.Data, Seqno: msg.Seqno, Signature: msg.Signature, Key: msg.Key}
+	if am, ok := msg.ValidatorData.(*wirepb.AppMessage); ok && !r.public {
+		r.clock.observe(am.GetHlc())
+		return append(items, ingestItem{rec: rec, author: peer.ID(rec.From), status: statusShown,
+			app: am, msgID: am.GetMsgId(), hlc: am.GetHlc(), epoch: am.GetEpoch()})
+	}
+	return s.appendParsed(items, r, rec)
 }
 
 // ingestBatch bounds how many live messages share one transaction.
 const ingestBatch = 64
 
-// ingest stores verified messages in the room log and the messages table,
-// in one transaction, and publishes events. A private room's messages are
-// decrypted here, under the room's group lock, with the epoch's ratchet
-// state saved in the same transaction.
-func (s *Service) ingest(ctx context.Context, r *room, recs ...*wirepb.SyncedMessage) error {
-	type item struct {
-		rec   *wirepb.SyncedMessage
-		msgID []byte
-		hlc   uint64
-		epoch uint64
-		text  string             // public rooms
-		app   *wirepb.AppMessage // private rooms
-	}
-	items := make([]item, 0, len(recs))
+// ingestItem is one message on its way into the log.
+type ingestItem struct {
+	rec    *wirepb.SyncedMessage
+	author peer.ID
+	msgID  []byte
+	hlc    uint64
+	epoch  uint64
+	app    *wirepb.AppMessage // private rooms
+	status int                // of its room_log row
+	text   string
+	show   bool // goes to the messages table (and to the user)
+}
+
+// ingest stores validated messages in the room log and the messages
+// table, all in one transaction, and publishes events once it commits:
+// a message is shown only once it is stored. Each message stands alone in
+// the batch: one that is logged already, or that breaks a constraint of
+// its row, is skipped (INSERT OR IGNORE), and the others are stored all
+// the same; only a failure of the database itself fails the batch, which
+// then leaves nothing behind (sync brings the messages again: its cursor
+// comes from what the log holds).
+//
+// A private room's messages are opened under r.gmu, before the
+// transaction, and the chains they moved are saved in it. r.gmu is let go
+// as soon as the transaction has begun: the database's one connection
+// orders every later transaction (one that stores the whole group state,
+// moved chains included) after this one, so disk never holds a chain
+// that moved past a message it does not hold, even across a crash, and
+// validators meanwhile need not wait for the inserts. If the transaction
+// fails, the group state is read again from disk (a commit applied
+// meanwhile may have stored the moved chains first: those messages are
+// then marked undecryptable when sync brings them again).
+func (s *Service) ingest(ctx context.Context, r *room, recs ...*wirepb.SyncedMessage) (int, error) {
+	items := make([]ingestItem, 0, len(recs))
 	for _, rec := range recs {
-		it := item{rec: rec}
-		if r.public {
-			m, err := wire.DecodeRoomMessage(rec.Data)
-			if err != nil {
-				s.log.Info("undecodable room message", "room", r.id, "err", err)
-				continue
-			}
-			it.msgID, it.hlc, it.text = m.MsgId, m.Hlc, m.Text
-		} else {
-			env, err := group.ParseEnvelope(group.RoomID(r.id), rec.Data)
-			if err != nil || env.GetApp() == nil {
-				continue // commits and the rest are handled by the validator
-			}
-			it.app = env.GetApp()
-			it.msgID, it.hlc, it.epoch = it.app.GetMsgId(), it.app.GetHlc(), it.app.GetEpoch()
+		items = s.appendParsed(items, r, rec)
+	}
+	return s.store(ctx, r, items)
+}
+
+// appendParsed decodes rec and appends it to items, unless it is not a
+// message to log (a commit, or the rest the validator handles).
+func (s *Service) appendParsed(items []ingestItem, r *room, rec *wirepb.SyncedMessage) []ingestItem {
+	it := ingestItem{rec: rec, author: peer.ID(rec.From), status: statusShown}
+	if r.public {
+		m, err := wire.DecodeRoomMessage(rec.Data)
+		if err != nil {
+			s.log.Info("undecodable room message", "room", r.id, "err", err)
+			return items
 		}
-		r.clock.observe(it.hlc)
-		items = append(items, it)
+		it.msgID, it.hlc, it.text = m.MsgId, m.Hlc, m.Text
+		it.show = it.author != s.self() // ours: in the messages table since sent
+	} else {
+		env, err := group.ParseEnvelope(group.RoomID(r.id), rec.Data)
+		if err != nil || env.GetApp() == nil {
+			return items // commits and the rest are handled by the validator
+		}
+		it.app = env.GetApp()
+		it.msgID, it.hlc, it.epoch = it.app.GetMsgId(), it.app.GetHlc(), it.app.GetEpoch()
 	}
+	r.clock.observe(it.hlc)
+	return append(items, it)
+}
+
+// store is ingest for decoded messages. It returns how many it logged.
+func (s *Service) store(ctx context.Context, r *room, items []ingestItem) (int, error) {
+	r.imu.Lock()
+	defer r.imu.Unlock()
+	items = s.unlogged(ctx, r, items)
 	if len(items) == 0 {
-		return nil
+		return 0, nil
 	}
+	var (
+		chains []chainState
+		locked bool
+	)
 	if !r.public {
 		r.gmu.Lock()
-		defer r.gmu.Unlock()
+		locked = true
+		defer func() {
+			if locked {
+				r.gmu.Unlock()
+			}
+		}()
 		if r.g == nil || r.g.cur() == nil {
-			return nil
+			return 0, nil
+		}
+		var err error
+		if chains, err = s.openLocked(r, items); err != nil {
+			s.reloadLocked(r)
+			return 0, err
 		}
 	}
-	var shown []*apitype.Message
+	var (
+		shown  []*apitype.Message
+		logged int
+	)
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
-		shown = shown[:0]
-		touched := map[*group.Epoch]map[peer.ID]bool{}
-		for _, it := range items {
-			author := peer.ID(it.rec.From)
-			res, err := s.db.Exec(ctx, tx, `INSERT INTO room_log(room, msg_id, hlc, epoch, sender, data, seqno, signature, key, status)
-				VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-				r.id[:], it.msgID, it.hlc, it.epoch, author.String(), it.rec.Data, it.rec.Seqno, it.rec.Signature, it.rec.Key, statusShown)
+		if locked {
+			// The connection is ours: every later transaction comes after
+			// this one.
+			r.gmu.Unlock()
+			locked = false
+		}
+		shown, logged = shown[:0], 0
+		var names map[peer.ID]string
+		now, conv := s.now().UnixMilli(), r.id.conv()
+		for i := range items {
+			it := &items[i]
+			author := it.author.String()
+			res, err := s.db.Exec(ctx, tx, `INSERT OR IGNORE INTO room_log(room, msg_id, hlc, epoch, sender, data, seqno, signature, key, status)
+				VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				r.id[:], it.msgID, it.hlc, it.epoch, author, it.rec.Data, it.rec.Seqno, it.rec.Signature, it.rec.Key, it.status)
 			if err != nil {
 				return err
 			}
-			if k, _ := res.RowsAffected(); k == 0 || author == s.self() {
-				continue // already logged; or ours, in the messages table since it was sent
+			if k, _ := res.RowsAffected(); k == 0 {
+				continue
 			}
-			text := it.text
-			if !r.public {
-				e := r.g.epochFor(it.app)
-				var plain []byte
-				err := errors.New("no keys for its epoch any more")
-				if e != nil {
-					plain, err = e.Open(author, it.app)
-				}
-				if err != nil {
-					s.log.Info("undecryptable room message", "room", r.id, "author", author, "err", err)
-					if _, err := s.db.Exec(ctx, tx, "UPDATE room_log SET status = ? WHERE room = ? AND sender = ? AND msg_id = ?", statusFailed, r.id[:], author.String(), it.msgID); err != nil {
-						return err
-					}
-					continue
-				}
-				if touched[e] == nil {
-					touched[e] = map[peer.ID]bool{}
-				}
-				touched[e][author] = true
-				if !utf8.Valid(plain) || len(plain) == 0 {
-					continue
-				}
-				text = string(plain)
+			logged++
+			if !it.show {
+				continue
 			}
 			ms, _ := wire.UnpackHLC(it.hlc)
-			if err := insertMessage(ctx, tx, r.id, it.msgID, author, false, text, ms, s.now(), apitype.StateReceived); err != nil {
+			res, err = s.db.Exec(ctx, tx, `INSERT OR IGNORE INTO messages(id, conv, sender, outgoing, body, sent_at, received_at, state)
+				VALUES(?, ?, ?, 0, ?, ?, ?, ?)`,
+				it.msgID, conv, author, it.text, ms, now, apitype.StateReceived)
+			if err != nil {
 				return err
 			}
-			var fromName string
-			s.db.QueryRow(ctx, tx, "SELECT name FROM contacts WHERE peer_id = ?", author.String()).Scan(&fromName)
+			if k, _ := res.RowsAffected(); k == 0 {
+				continue
+			}
+			// Only a contact has a name (chat.Service.IsContact answers
+			// from memory, as the contacts table stands).
+			name, ok := names[it.author]
+			if !ok && s.chat.IsContact(it.author) {
+				s.db.QueryRow(ctx, tx, "SELECT name FROM contacts WHERE peer_id = ?", author).Scan(&name)
+				if names == nil {
+					names = make(map[peer.ID]string)
+				}
+				names[it.author] = name
+			}
 			shown = append(shown, &apitype.Message{
-				ID: hex.EncodeToString(it.msgID), Conv: "#" + r.name, From: author.String(), FromName: fromName,
-				Text: text, SentAt: time.UnixMilli(ms), State: apitype.StateReceived,
+				ID: hex.EncodeToString(it.msgID), Conv: "#" + r.name, From: author, FromName: name,
+				Text: it.text, SentAt: time.UnixMilli(ms), State: apitype.StateReceived,
 			})
 		}
-		for e, authors := range touched {
-			for a := range authors {
-				if err := s.saveChainsLocked(ctx, tx, r, e, a); err != nil {
-					return err
-				}
+		for _, c := range chains {
+			if _, err := s.db.Exec(ctx, tx, "INSERT OR REPLACE INTO room_chain_states(room, epoch_hash, author, state) VALUES(?, ?, ?, ?)",
+				r.id[:], c.epoch[:], c.author.String(), c.state); err != nil {
+				return err
 			}
 		}
 		return nil
 	})
 	if err != nil {
 		if !r.public {
+			if !locked {
+				r.gmu.Lock()
+				locked = true
+			}
 			s.reloadLocked(r)
 		}
-		return err
+		return 0, err
+	}
+	for i := range items {
+		r.logIdx.add(items[i].author, items[i].msgID)
 	}
 	s.publish(shown)
-	return nil
+	return logged, nil
+}
+
+// unlogged returns the items whose message the room log does not hold yet
+// and the first of each (author, msg_id) in the batch: a logged message
+// is not opened again (its key is used). The log index answers for most;
+// the database for those it may hold. r.imu is held, so what is missing
+// now is still missing when the caller stores it.
+func (s *Service) unlogged(ctx context.Context, r *room, items []ingestItem) []ingestItem {
+	out := items[:0]
+	for _, it := range items {
+		dup := false
+		for _, o := range out {
+			if o.author == it.author && string(o.msgID) == string(it.msgID) {
+				dup = true
+				break
+			}
+		}
+		if dup || (r.logIdx.mayHold(it.author, it.msgID) && s.logged(r.id, it.author, it.msgID)) {
+			continue
+		}
+		out = append(out, it)
+	}
+	clear(items[len(out):])
+	return out
+}
+
+// chainState is a sender chain that ingest moved, to store with its
+// messages.
+type chainState struct {
+	epoch  group.Hash // of the commit that started the epoch
+	author peer.ID
+	state  []byte
+}
+
+// openLocked decrypts the private room messages of items, setting their
+// text and status, and returns the chains they moved. r.gmu is held.
+func (s *Service) openLocked(r *room, items []ingestItem) ([]chainState, error) {
+	type chainKey struct {
+		e      *group.Epoch
+		author peer.ID
+	}
+	var touched []chainKey
+	for i := range items {
+		it := &items[i]
+		if it.author == s.self() {
+			continue // ours: in the messages table since it was sent
+		}
+		e := r.g.epochFor(it.app)
+		plain, err := []byte(nil), errors.New("no keys for its epoch any more")
+		if e != nil {
+			plain, err = e.Open(it.author, it.app)
+		}
+		if err != nil {
+			s.log.Info("undecryptable room message", "room", r.id, "author", it.author, "err", err)
+			it.status = statusFailed
+			continue
+		}
+		if k := (chainKey{e, it.author}); !slices.Contains(touched, k) {
+			touched = append(touched, k)
+		}
+		if len(plain) == 0 || !utf8.Valid(plain) {
+			continue
+		}
+		it.text, it.show = string(plain), true
+	}
+	out := make([]chainState, 0, len(touched))
+	for _, k := range touched {
+		b, err := k.e.MarshalChain(k.author)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, chainState{epoch: k.e.Commit().Hash(), author: k.author, state: b})
+	}
+	return out, nil
 }
 
 // publish announces messages newly shown to the user.

@@ -25,7 +25,7 @@ func (s *Service) privateValidator(r *room) pubsub.ValidatorEx {
 			return pubsub.ValidationAccept
 		}
 		v := s.checkPrivate(r, msg.GetFrom(), msg.Data, true)
-		if v.result == pubsub.ValidationAccept && v.app && !s.rate.Allow(msg.GetFrom(), s.now()) {
+		if v.result == pubsub.ValidationAccept && v.app != nil && !s.rate.Allow(msg.GetFrom(), s.now()) {
 			v.verdict = authorFault("author over its rate limit")
 		}
 		if v.authorOnly && from != msg.GetFrom() {
@@ -33,16 +33,19 @@ func (s *Service) privateValidator(r *room) pubsub.ValidatorEx {
 		}
 		if v.result != pubsub.ValidationAccept {
 			s.log.Debug("room message refused", "room", r.id, "author", msg.GetFrom(), "via", from, "reason", v.reason)
+		} else if v.app != nil {
+			// The room's reader stores it as decoded here.
+			msg.ValidatorData = v.app
 		}
 		return v.result
 	}
 }
 
-// privateVerdict is a verdict on a private room's envelope; app marks an
-// application message (rate-limited, logged).
+// privateVerdict is a verdict on a private room's envelope; app is set
+// for an application message (rate-limited, logged).
 type privateVerdict struct {
 	verdict
-	app bool
+	app *wirepb.AppMessage
 }
 
 // checkPrivate checks the data of a message on a private room's topic, by
@@ -61,7 +64,7 @@ func (s *Service) checkPrivate(r *room, author peer.ID, data []byte, live bool) 
 	}
 	switch b := env.Body.(type) {
 	case *wirepb.RoomEnvelope_App:
-		return privateVerdict{verdict: s.checkApp(r, author, b.App, live), app: true}
+		return privateVerdict{verdict: s.checkApp(r, author, b.App, live), app: b.App}
 	case *wirepb.RoomEnvelope_Commit:
 		return privateVerdict{verdict: s.checkCommit(r, author, b.Commit)}
 	case *wirepb.RoomEnvelope_KeyPackage:
@@ -116,7 +119,7 @@ func (s *Service) checkApp(r *room, author peer.ID, m *wirepb.AppMessage, live b
 		// synced (a lagging member may have accepted and serve them).
 		return authorFault("author removed from the room")
 	}
-	if s.logged(r.id, author, m.GetMsgId()) {
+	if r.logIdx.mayHold(author, m.GetMsgId()) && s.logged(r.id, author, m.GetMsgId()) {
 		return ignore("already in the log")
 	}
 	return accept

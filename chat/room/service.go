@@ -125,9 +125,20 @@ type room struct {
 	public bool
 	clock  *hlcClock // the room's hybrid logical clock
 
+	// imu serialises the room's ingests (live and synced messages), so
+	// that what one ingest found missing from the log is still missing
+	// when it stores it. Lock order: imu before gmu.
+	imu sync.Mutex
+	// logIdx answers the validators' "already logged?" from memory
+	// (logindex.go).
+	logIdx logIndex
+
 	// gmu serialises every use of the group state of a private room
 	// (applying commits, sealing and opening messages) with the
-	// transaction that persists it.
+	// transaction that persists it. The one exception is ingest, which
+	// opens messages under gmu and lets it go as soon as its transaction
+	// has begun (see ingest): validators take gmu too, and must not wait
+	// for the room's inserts.
 	gmu sync.Mutex
 	g   *groupState // private rooms: guarded by gmu
 	// join is our pending join request, while we wait for the commit that

@@ -237,7 +237,7 @@ func (s *Service) Sync(ctx context.Context, name string, p peer.ID) (int, error)
 		for _, m := range resp.Messages {
 			// Pages overlap what we hold; a message already logged is
 			// skipped before its signature is checked again.
-			if rm, err := wire.DecodeRoomMessage(m.Data); err == nil && s.logged(r.id, peer.ID(m.From), rm.MsgId) {
+			if rm, err := wire.DecodeRoomMessage(m.Data); err == nil && r.logIdx.mayHold(peer.ID(m.From), rm.MsgId) && s.logged(r.id, peer.ID(m.From), rm.MsgId) {
 				continue
 			}
 			if ok, err := s.verifySynced(r, m); !ok {
@@ -246,10 +246,11 @@ func (s *Service) Sync(ctx context.Context, name string, p peer.ID) (int, error)
 				}
 				continue
 			}
-			if err := s.ingest(ctx, r, m); err != nil {
+			n, err := s.ingest(ctx, r, m)
+			total += n
+			if err != nil {
 				return total, err
 			}
-			total++
 		}
 		if !resp.More || len(resp.Messages) == 0 {
 			return total, nil

@@ -153,7 +153,7 @@ func (s *Service) check(id ID, author peer.ID, data []byte, live bool) verdict {
 	case m.Text == "" || m.Epoch != 0:
 		return reject("not a public-room message")
 	}
-	if s.logged(id, author, m.MsgId) {
+	if r.logIdx.mayHold(author, m.MsgId) && s.logged(id, author, m.MsgId) {
 		return ignore("already in the log")
 	}
 	return accept
