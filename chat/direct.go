@@ -556,12 +556,14 @@ const payloadRefused = "payload refused: "
 
 // acked removes acknowledged frames from the outbox and marks their
 // messages sent; refused frames leave the outbox too, their messages
-// marked refused.
+// marked refused. The updates return what the events show, so publishing
+// them reads nothing after the commit.
 func (s *Service) acked(ctx context.Context, p peer.ID, frames, refused []outFrame) {
 	if len(frames) == 0 && len(refused) == 0 {
 		return
 	}
-	var sent [][]byte
+	var sent []apitype.Message
+	conv, self := str(p), str(s.host.ID())
 	ctx = context.WithoutCancel(ctx) // an ack received must be recorded
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
 		sent = sent[:0]
@@ -569,20 +571,21 @@ func (s *Service) acked(ctx context.Context, p peer.ID, frames, refused []outFra
 			if _, err := s.db.Exec(ctx, tx, "DELETE FROM outbox WHERE n = ?", f.n); err != nil {
 				return err
 			}
-			changed, err := s.returnedIDs(ctx, tx, "UPDATE messages SET state = ? WHERE state = ? AND outgoing = 1 AND id = ? RETURNING id", apitype.StateRefused, apitype.StatePending, f.id)
+			changed, err := s.changedMessages(ctx, tx, "UPDATE messages SET state = ? WHERE conv = ? AND sender = ? AND id = ? AND state = ? AND outgoing = 1",
+				apitype.StateRefused, conv, self, f.id, apitype.StatePending)
 			if err != nil {
 				return err
 			}
-			if changed[string(f.id)] {
-				sent = append(sent, f.id)
+			if m, ok := changed[string(f.id)]; ok {
+				sent = append(sent, m)
 			}
 		}
 		for len(frames) > 0 {
 			chunk := frames[:min(len(frames), maxInList)]
 			frames = frames[len(chunk):]
 			ns := make([]any, len(chunk))
-			ids := make([]any, 0, 2+len(chunk))
-			ids = append(ids, apitype.StateSent, apitype.StatePending)
+			ids := make([]any, 0, 4+len(chunk))
+			ids = append(ids, apitype.StateSent, conv, self, apitype.StatePending)
 			for i, f := range chunk {
 				ns[i] = f.n
 				ids = append(ids, f.id)
@@ -590,13 +593,13 @@ func (s *Service) acked(ctx context.Context, p peer.ID, frames, refused []outFra
 			if _, err := s.db.Exec(ctx, tx, "DELETE FROM outbox WHERE n IN ("+placeholders(len(chunk))+")", ns...); err != nil {
 				return err
 			}
-			changed, err := s.returnedIDs(ctx, tx, "UPDATE messages SET state = ? WHERE state = ? AND id IN ("+placeholders(len(chunk))+") RETURNING id", ids...)
+			changed, err := s.changedMessages(ctx, tx, "UPDATE messages SET state = ? WHERE conv = ? AND sender = ? AND state = ? AND id IN ("+placeholders(len(chunk))+")", ids...)
 			if err != nil {
 				return err
 			}
 			for _, f := range chunk { // in the order the peer acknowledged them
-				if changed[string(f.id)] {
-					sent = append(sent, f.id)
+				if m, ok := changed[string(f.id)]; ok {
+					sent = append(sent, m)
 				}
 			}
 		}
@@ -606,7 +609,55 @@ func (s *Service) acked(ctx context.Context, p peer.ID, frames, refused []outFra
 		s.log.Error("record acks failed; frames will be sent again and deduplicated", "peer", p, "err", err)
 		return
 	}
-	s.publishStates(ctx, sent)
+	s.publishChanged(ctx, p, sent)
+}
+
+// changedReturning ends an UPDATE of outgoing messages for changedMessages.
+const changedReturning = " RETURNING id, body, sent_at, seq, state"
+
+// changedMessages runs q, an UPDATE of this node's messages to one peer, in
+// tx, and returns the messages it changed by id, as their receipt events
+// show them (publishChanged names the conversation).
+func (s *Service) changedMessages(ctx context.Context, tx *sql.Tx, q string, args ...any) (map[string]apitype.Message, error) {
+	rows, err := s.db.Query(ctx, tx, q+changedReturning, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	got := make(map[string]apitype.Message)
+	self := str(s.host.ID())
+	for rows.Next() {
+		var (
+			id     []byte
+			sentAt int64
+			m      = apitype.Message{From: self, Outgoing: true}
+		)
+		if err := rows.Scan(&id, &m.Text, &sentAt, &m.Seq, &m.State); err != nil {
+			return nil, err
+		}
+		m.ID = hex.EncodeToString(id)
+		m.SentAt = time.UnixMilli(sentAt)
+		got[string(id)] = m
+	}
+	return got, rows.Err()
+}
+
+// publishChanged publishes one receipt event per message of the
+// conversation with p, in order, named as history names it: the
+// contact's name, or the peer ID.
+func (s *Service) publishChanged(ctx context.Context, p peer.ID, ms []apitype.Message) {
+	if len(ms) == 0 {
+		return
+	}
+	conv := str(p)
+	if c, err := s.resolveCached(context.WithoutCancel(ctx), conv); err == nil && c.ID == p && c.Name != "" {
+		conv = c.Name
+	}
+	now := s.now()
+	for i := range ms {
+		ms[i].Conv = conv
+		s.events.publish(apitype.Event{Type: "receipt", Time: now, Message: &ms[i]})
+	}
 }
 
 // maxInList bounds the values of one "IN (...)" list, so that a batch
@@ -638,29 +689,6 @@ func (s *Service) returnedIDs(ctx context.Context, tx *sql.Tx, q string, args ..
 		got[string(id)] = true
 	}
 	return got, rows.Err()
-}
-
-// publishStates publishes one receipt event per message id, carrying the
-// whole message with its new state (one query per batch).
-func (s *Service) publishStates(ctx context.Context, ids [][]byte) {
-	if len(ids) == 0 {
-		return
-	}
-	ms, err := s.messagesByIDs(context.WithoutCancel(ctx), ids)
-	if err != nil {
-		s.log.Warn("read messages for receipt events", "err", err)
-		return
-	}
-	byID := make(map[string]*apitype.Message, len(ms))
-	for i := range ms {
-		byID[ms[i].ID] = &ms[i]
-	}
-	now := s.now()
-	for _, id := range ids { // in the order the peer acknowledged them
-		if m := byID[hex.EncodeToString(id)]; m != nil {
-			s.events.publish(apitype.Event{Type: "receipt", Time: now, Message: m})
-		}
-	}
 }
 
 // Reset drops the session with a contact; both sides then start a new one.
