@@ -17,6 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/parley-im/parley/chat/e2e"
 	"github.com/parley-im/parley/chat/wire"
 	"github.com/parley-im/parley/chat/wire/wirepb"
 	"github.com/parley-im/parley/discovery"
@@ -143,6 +144,28 @@ func (s *Service) enqueue(ctx context.Context, tx *sql.Tx, to peer.ID, frameID, 
 	s.plainQueued.Store(to, struct{}{})
 	_, err := s.db.Exec(ctx, tx, "INSERT INTO outbox(peer_id, frame_id, payload, created) VALUES(?, ?, ?, ?)",
 		to.String(), frameID, payload, now.UnixMilli())
+	if err != nil {
+		return fmt.Errorf("queue frame: %w", err)
+	}
+	return nil
+}
+
+// queueLocked queues payload for p in tx. Like Send, it encrypts it at
+// once on ch, the live session, which the caller saves in the same
+// transaction, where a session exists and nothing older waits for
+// encryption (so frames leave in order); otherwise it queues the
+// plaintext for encryptQueued. Either way the frame is sent by the
+// deliverer. s.mu is held.
+func (s *Service) queueLocked(ctx context.Context, tx *sql.Tx, p peer.ID, ch *e2e.Channel, payload []byte, now time.Time) error {
+	if ch == nil || !ch.HasSession() || s.mayHavePlainLocked(p) {
+		return s.enqueue(ctx, tx, p, newID(), payload, now)
+	}
+	env, err := ch.Encrypt(s.idKey, s.keys, payload, rand.Reader, now)
+	if err != nil {
+		return fmt.Errorf("encrypt: %w", err)
+	}
+	_, err = s.db.Exec(ctx, tx, "INSERT INTO outbox(peer_id, frame_id, payload, envelope, created) VALUES(?, ?, ?, ?, ?)",
+		str(p), newID(), payload, env, now.UnixMilli())
 	if err != nil {
 		return fmt.Errorf("queue frame: %w", err)
 	}

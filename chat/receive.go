@@ -468,6 +468,20 @@ func (s *Service) receiveTx(ctx context.Context, tx *sql.Tx, remote peer.ID, con
 			return err
 		}
 	}
+	// A message request gets no receipts: nothing is sent to a stranger
+	// until the user accepts it. The receipts are encrypted here, on the
+	// session saved below, where they can be (queueLocked).
+	for contact && len(receipts) > 0 {
+		n := min(len(receipts), wire.MaxReceiptIDs)
+		payload, err := proto.Marshal(&wirepb.Payload{Version: 1, Body: &wirepb.Payload_Receipt{Receipt: &wirepb.Receipt{Ids: receipts[:n]}}})
+		if err != nil {
+			return err
+		}
+		if err := s.queueLocked(ctx, tx, remote, ch, payload, s.now()); err != nil {
+			return err
+		}
+		receipts = receipts[n:]
+	}
 	if err := s.saveChannel(ctx, tx, remote, ch); err != nil {
 		return err
 	}
@@ -476,19 +490,6 @@ func (s *Service) receiveTx(ctx context.Context, tx *sql.Tx, remote peer.ID, con
 		if err := s.saveKeysLocked(ctx, tx); err != nil {
 			return err
 		}
-	}
-	// A message request gets no receipts: nothing is sent to a stranger
-	// until the user accepts it.
-	for contact && len(receipts) > 0 {
-		n := min(len(receipts), wire.MaxReceiptIDs)
-		payload, err := proto.Marshal(&wirepb.Payload{Version: 1, Body: &wirepb.Payload_Receipt{Receipt: &wirepb.Receipt{Ids: receipts[:n]}}})
-		if err != nil {
-			return err
-		}
-		if err := s.enqueue(ctx, tx, remote, newID(), payload, s.now()); err != nil {
-			return err
-		}
-		receipts = receipts[n:]
 	}
 	return nil
 }
