@@ -437,7 +437,11 @@ func (s *Service) encryptQueued(ctx context.Context, p peer.ID) error {
 		// before this one reads, and one queued later sets it again.
 		s.plainQueued.Delete(p)
 		err := s.db.Tx(ctx, func(tx *sql.Tx) error {
-			rows, err := s.db.Query(ctx, tx, "SELECT n, payload FROM outbox WHERE peer_id = ? AND envelope IS NULL ORDER BY n LIMIT ?", str(p), recvBatch)
+			// A text's payload is not stored (textPayload): it is made
+			// again from its message.
+			rows, err := s.db.Query(ctx, tx, `SELECT o.n, o.payload, m.id, m.body, m.sent_at, m.seq FROM outbox o
+				LEFT JOIN messages m ON length(o.payload) = 0 AND m.conv = o.peer_id AND m.sender = ? AND m.id = o.frame_id
+				WHERE o.peer_id = ? AND o.envelope IS NULL ORDER BY o.n LIMIT ?`, str(s.host.ID()), str(p), recvBatch)
 			if err != nil {
 				return err
 			}
@@ -446,15 +450,37 @@ func (s *Service) encryptQueued(ctx context.Context, p peer.ID) error {
 				payload []byte
 			}
 			var todo []row
+			var gone []any
 			for rows.Next() {
-				var r row
-				if err := rows.Scan(&r.n, &r.payload); err != nil {
+				var (
+					r      row
+					id     []byte
+					body   sql.NullString
+					sentAt sql.NullInt64
+					seq    sql.NullInt64
+				)
+				if err := rows.Scan(&r.n, &r.payload, &id, &body, &sentAt, &seq); err != nil {
 					rows.Close()
 					return err
+				}
+				if len(r.payload) == 0 {
+					if id == nil {
+						gone = append(gone, r.n) // its message was deleted: nothing to send
+						continue
+					}
+					if r.payload, err = textPayload(id, body.String, sentAt.Int64, uint64(seq.Int64)); err != nil {
+						rows.Close()
+						return err
+					}
 				}
 				todo = append(todo, r)
 			}
 			rows.Close()
+			if len(gone) > 0 {
+				if _, err := s.db.Exec(ctx, tx, "DELETE FROM outbox WHERE n IN ("+placeholders(len(gone))+")", gone...); err != nil {
+					return err
+				}
+			}
 			for _, r := range todo {
 				env, err := ch.Encrypt(s.idKey, s.keys, r.payload, rand.Reader, s.now())
 				if err != nil {
