@@ -61,6 +61,9 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "busy_timeout(10000)")
 	q.Add("_pragma", "foreign_keys(1)")
+	// NORMAL: a commit is in the WAL, not yet synced, when it returns. It
+	// survives the crash of the process, not a power cut or a kernel crash
+	// (README, "Performance"); FULL would sync the WAL on every commit.
 	q.Add("_pragma", "synchronous(NORMAL)")
 	// The WAL is checkpointed every walCheckpointPages pages and cut
 	// back to walSizeLimit bytes after each checkpoint, so it stays
