@@ -17,6 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/parley-im/parley/chat/e2e"
 	"github.com/parley-im/parley/chat/wire"
 	"github.com/parley-im/parley/chat/wire/wirepb"
 	"github.com/parley-im/parley/discovery"
@@ -143,6 +144,28 @@ func (s *Service) enqueue(ctx context.Context, tx *sql.Tx, to peer.ID, frameID, 
 	s.plainQueued.Store(to, struct{}{})
 	_, err := s.db.Exec(ctx, tx, "INSERT INTO outbox(peer_id, frame_id, payload, created) VALUES(?, ?, ?, ?)",
 		to.String(), frameID, payload, now.UnixMilli())
+	if err != nil {
+		return fmt.Errorf("queue frame: %w", err)
+	}
+	return nil
+}
+
+// queueLocked queues payload for p in tx. Like Send, it encrypts it at
+// once on ch, the live session, which the caller saves in the same
+// transaction, where a session exists and nothing older waits for
+// encryption (so frames leave in order); otherwise it queues the
+// plaintext for encryptQueued. Either way the frame is sent by the
+// deliverer. s.mu is held.
+func (s *Service) queueLocked(ctx context.Context, tx *sql.Tx, p peer.ID, ch *e2e.Channel, payload []byte, now time.Time) error {
+	if ch == nil || !ch.HasSession() || s.mayHavePlainLocked(p) {
+		return s.enqueue(ctx, tx, p, newID(), payload, now)
+	}
+	env, err := ch.Encrypt(s.idKey, s.keys, payload, rand.Reader, now)
+	if err != nil {
+		return fmt.Errorf("encrypt: %w", err)
+	}
+	_, err = s.db.Exec(ctx, tx, "INSERT INTO outbox(peer_id, frame_id, payload, envelope, created) VALUES(?, ?, ?, ?, ?)",
+		str(p), newID(), payload, env, now.UnixMilli())
 	if err != nil {
 		return fmt.Errorf("queue frame: %w", err)
 	}
@@ -414,7 +437,11 @@ func (s *Service) encryptQueued(ctx context.Context, p peer.ID) error {
 		// before this one reads, and one queued later sets it again.
 		s.plainQueued.Delete(p)
 		err := s.db.Tx(ctx, func(tx *sql.Tx) error {
-			rows, err := s.db.Query(ctx, tx, "SELECT n, payload FROM outbox WHERE peer_id = ? AND envelope IS NULL ORDER BY n LIMIT ?", str(p), recvBatch)
+			// A text's payload is not stored (textPayload): it is made
+			// again from its message.
+			rows, err := s.db.Query(ctx, tx, `SELECT o.n, o.payload, m.id, m.body, m.sent_at, m.seq FROM outbox o
+				LEFT JOIN messages m ON length(o.payload) = 0 AND m.conv = o.peer_id AND m.sender = ? AND m.id = o.frame_id
+				WHERE o.peer_id = ? AND o.envelope IS NULL ORDER BY o.n LIMIT ?`, str(s.host.ID()), str(p), recvBatch)
 			if err != nil {
 				return err
 			}
@@ -423,15 +450,37 @@ func (s *Service) encryptQueued(ctx context.Context, p peer.ID) error {
 				payload []byte
 			}
 			var todo []row
+			var gone []any
 			for rows.Next() {
-				var r row
-				if err := rows.Scan(&r.n, &r.payload); err != nil {
+				var (
+					r      row
+					id     []byte
+					body   sql.NullString
+					sentAt sql.NullInt64
+					seq    sql.NullInt64
+				)
+				if err := rows.Scan(&r.n, &r.payload, &id, &body, &sentAt, &seq); err != nil {
 					rows.Close()
 					return err
+				}
+				if len(r.payload) == 0 {
+					if id == nil {
+						gone = append(gone, r.n) // its message was deleted: nothing to send
+						continue
+					}
+					if r.payload, err = textPayload(id, body.String, sentAt.Int64, uint64(seq.Int64)); err != nil {
+						rows.Close()
+						return err
+					}
 				}
 				todo = append(todo, r)
 			}
 			rows.Close()
+			if len(gone) > 0 {
+				if _, err := s.db.Exec(ctx, tx, "DELETE FROM outbox WHERE n IN ("+placeholders(len(gone))+")", gone...); err != nil {
+					return err
+				}
+			}
 			for _, r := range todo {
 				env, err := ch.Encrypt(s.idKey, s.keys, r.payload, rand.Reader, s.now())
 				if err != nil {
@@ -556,12 +605,14 @@ const payloadRefused = "payload refused: "
 
 // acked removes acknowledged frames from the outbox and marks their
 // messages sent; refused frames leave the outbox too, their messages
-// marked refused.
+// marked refused. The updates return what the events show, so publishing
+// them reads nothing after the commit.
 func (s *Service) acked(ctx context.Context, p peer.ID, frames, refused []outFrame) {
 	if len(frames) == 0 && len(refused) == 0 {
 		return
 	}
-	var sent [][]byte
+	var sent []apitype.Message
+	conv, self := str(p), str(s.host.ID())
 	ctx = context.WithoutCancel(ctx) // an ack received must be recorded
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
 		sent = sent[:0]
@@ -569,20 +620,21 @@ func (s *Service) acked(ctx context.Context, p peer.ID, frames, refused []outFra
 			if _, err := s.db.Exec(ctx, tx, "DELETE FROM outbox WHERE n = ?", f.n); err != nil {
 				return err
 			}
-			changed, err := s.returnedIDs(ctx, tx, "UPDATE messages SET state = ? WHERE state = ? AND outgoing = 1 AND id = ? RETURNING id", apitype.StateRefused, apitype.StatePending, f.id)
+			changed, err := s.changedMessages(ctx, tx, "UPDATE messages SET state = ? WHERE conv = ? AND sender = ? AND id = ? AND state = ? AND outgoing = 1",
+				apitype.StateRefused, conv, self, f.id, apitype.StatePending)
 			if err != nil {
 				return err
 			}
-			if changed[string(f.id)] {
-				sent = append(sent, f.id)
+			if m, ok := changed[string(f.id)]; ok {
+				sent = append(sent, m)
 			}
 		}
 		for len(frames) > 0 {
 			chunk := frames[:min(len(frames), maxInList)]
 			frames = frames[len(chunk):]
 			ns := make([]any, len(chunk))
-			ids := make([]any, 0, 2+len(chunk))
-			ids = append(ids, apitype.StateSent, apitype.StatePending)
+			ids := make([]any, 0, 4+len(chunk))
+			ids = append(ids, apitype.StateSent, conv, self, apitype.StatePending)
 			for i, f := range chunk {
 				ns[i] = f.n
 				ids = append(ids, f.id)
@@ -590,13 +642,13 @@ func (s *Service) acked(ctx context.Context, p peer.ID, frames, refused []outFra
 			if _, err := s.db.Exec(ctx, tx, "DELETE FROM outbox WHERE n IN ("+placeholders(len(chunk))+")", ns...); err != nil {
 				return err
 			}
-			changed, err := s.returnedIDs(ctx, tx, "UPDATE messages SET state = ? WHERE state = ? AND id IN ("+placeholders(len(chunk))+") RETURNING id", ids...)
+			changed, err := s.changedMessages(ctx, tx, "UPDATE messages SET state = ? WHERE conv = ? AND sender = ? AND state = ? AND id IN ("+placeholders(len(chunk))+")", ids...)
 			if err != nil {
 				return err
 			}
 			for _, f := range chunk { // in the order the peer acknowledged them
-				if changed[string(f.id)] {
-					sent = append(sent, f.id)
+				if m, ok := changed[string(f.id)]; ok {
+					sent = append(sent, m)
 				}
 			}
 		}
@@ -606,7 +658,55 @@ func (s *Service) acked(ctx context.Context, p peer.ID, frames, refused []outFra
 		s.log.Error("record acks failed; frames will be sent again and deduplicated", "peer", p, "err", err)
 		return
 	}
-	s.publishStates(ctx, sent)
+	s.publishChanged(ctx, p, sent)
+}
+
+// changedReturning ends an UPDATE of outgoing messages for changedMessages.
+const changedReturning = " RETURNING id, body, sent_at, seq, state"
+
+// changedMessages runs q, an UPDATE of this node's messages to one peer, in
+// tx, and returns the messages it changed by id, as their receipt events
+// show them (publishChanged names the conversation).
+func (s *Service) changedMessages(ctx context.Context, tx *sql.Tx, q string, args ...any) (map[string]apitype.Message, error) {
+	rows, err := s.db.Query(ctx, tx, q+changedReturning, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	got := make(map[string]apitype.Message)
+	self := str(s.host.ID())
+	for rows.Next() {
+		var (
+			id     []byte
+			sentAt int64
+			m      = apitype.Message{From: self, Outgoing: true}
+		)
+		if err := rows.Scan(&id, &m.Text, &sentAt, &m.Seq, &m.State); err != nil {
+			return nil, err
+		}
+		m.ID = hex.EncodeToString(id)
+		m.SentAt = time.UnixMilli(sentAt)
+		got[string(id)] = m
+	}
+	return got, rows.Err()
+}
+
+// publishChanged publishes one receipt event per message of the
+// conversation with p, in order, named as history names it: the
+// contact's name, or the peer ID.
+func (s *Service) publishChanged(ctx context.Context, p peer.ID, ms []apitype.Message) {
+	if len(ms) == 0 {
+		return
+	}
+	conv := str(p)
+	if c, err := s.resolveCached(context.WithoutCancel(ctx), conv); err == nil && c.ID == p && c.Name != "" {
+		conv = c.Name
+	}
+	now := s.now()
+	for i := range ms {
+		ms[i].Conv = conv
+		s.events.publish(apitype.Event{Type: "receipt", Time: now, Message: &ms[i]})
+	}
 }
 
 // maxInList bounds the values of one "IN (...)" list, so that a batch
@@ -638,29 +738,6 @@ func (s *Service) returnedIDs(ctx context.Context, tx *sql.Tx, q string, args ..
 		got[string(id)] = true
 	}
 	return got, rows.Err()
-}
-
-// publishStates publishes one receipt event per message id, carrying the
-// whole message with its new state (one query per batch).
-func (s *Service) publishStates(ctx context.Context, ids [][]byte) {
-	if len(ids) == 0 {
-		return
-	}
-	ms, err := s.messagesByIDs(context.WithoutCancel(ctx), ids)
-	if err != nil {
-		s.log.Warn("read messages for receipt events", "err", err)
-		return
-	}
-	byID := make(map[string]*apitype.Message, len(ms))
-	for i := range ms {
-		byID[ms[i].ID] = &ms[i]
-	}
-	now := s.now()
-	for _, id := range ids { // in the order the peer acknowledged them
-		if m := byID[hex.EncodeToString(id)]; m != nil {
-			s.events.publish(apitype.Event{Type: "receipt", Time: now, Message: m})
-		}
-	}
 }
 
 // Reset drops the session with a contact; both sides then start a new one.

@@ -34,8 +34,9 @@ import (
 // messages, 10,000 unless set), the process CPU per delivered message
 // (both nodes live in this process), the commits, statements and heap
 // allocations per message during that phase (both nodes; less noisy than
-// time on a shared machine), and the WAL and home sizes of both nodes
-// afterwards. The limit's p99 is the sum of its parts' p99s.
+// time on a shared machine), the write system calls and bytes written per
+// message (/proc/self/io: pwrite to the databases, writes to the sockets),
+// and the WAL and home sizes of both nodes afterwards. The limit's p99 is the sum of its parts' p99s.
 //
 //	go test -run '^$' -bench DirectLimit -benchtime 2000x ./chat/
 func BenchmarkDirectLimit(b *testing.B) {
@@ -82,7 +83,9 @@ func BenchmarkDirectLimit(b *testing.B) {
 	txB0, opB0 := bob.Chat().DB().Ops()
 	var ms0, ms1 runtime.MemStats
 	runtime.ReadMemStats(&ms0)
+	io0 := procIO()
 	tputCPU := cpuPer(msgs, func() { tput = sendConcurrently(b, alice, ev, text, msgs, 64) })
+	io1 := procIO()
 	runtime.ReadMemStats(&ms1)
 	txA1, opA1 := alice.Chat().DB().Ops()
 	txB1, opB1 := bob.Chat().DB().Ops()
@@ -90,6 +93,10 @@ func BenchmarkDirectLimit(b *testing.B) {
 	b.ReportMetric(perMsg(txA0+txB0, txA1+txB1), "commits/msg")
 	b.ReportMetric(perMsg(opA0+opB0, opA1+opB1), "stmts/msg")
 	b.ReportMetric(perMsg(ms0.Mallocs, ms1.Mallocs), "allocs/msg")
+	if io0 != nil && io1 != nil {
+		b.ReportMetric(perMsg(io0["syscw"], io1["syscw"]), "writes/msg")
+		b.ReportMetric(perMsg(io0["wchar"], io1["wchar"])/1024, "written-KiB/msg")
+	}
 
 	p50, p99 := pct(lat, 50), pct(lat, 99)
 	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
@@ -244,6 +251,23 @@ func sendConcurrently(b *testing.B, from *peertest.Running, ev <-chan apitype.Ev
 	wg.Wait()
 	<-acked
 	return float64(msgs) / time.Since(start).Seconds()
+}
+
+// procIO returns the counters of /proc/self/io (write system calls,
+// bytes written), or nil where there is no such file.
+func procIO() map[string]uint64 {
+	data, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return nil
+	}
+	out := make(map[string]uint64)
+	for _, line := range strings.Split(string(data), "\n") {
+		k, v, ok := strings.Cut(line, ": ")
+		if n, err := strconv.ParseUint(v, 10, 64); ok && err == nil {
+			out[k] = n
+		}
+	}
+	return out
 }
 
 // sizes returns the size of a node's WAL file and of its whole home.

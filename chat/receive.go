@@ -119,8 +119,8 @@ type received struct {
 	newRequest bool   // the batch made the sender a message request
 	maxSeq     uint64 // highest text sequence number in the batch
 	messages   []apitype.Message
-	delivered  [][]byte
-	texts      []*wirepb.Text // authenticated texts, stored by storeTexts
+	delivered  []apitype.Message // own messages a receipt marked delivered
+	texts      []*wirepb.Text    // authenticated texts, stored by storeTexts
 }
 
 // opened is a frame that authenticated, with its plaintext.
@@ -305,7 +305,7 @@ func (s *Service) receiveBatch(ctx context.Context, src source, batch []*wirepb.
 	for i := range out.messages {
 		s.events.publish(apitype.Event{Type: "message", Time: s.now(), Message: &out.messages[i], Request: !contact, Muted: muted})
 	}
-	s.publishStates(ctx, out.delivered)
+	s.publishChanged(ctx, remote, out.delivered)
 	if len(out.messages) > 0 && contact {
 		s.kickSoon(remote) // the receipts
 	}
@@ -468,6 +468,20 @@ func (s *Service) receiveTx(ctx context.Context, tx *sql.Tx, remote peer.ID, con
 			return err
 		}
 	}
+	// A message request gets no receipts: nothing is sent to a stranger
+	// until the user accepts it. The receipts are encrypted here, on the
+	// session saved below, where they can be (queueLocked).
+	for contact && len(receipts) > 0 {
+		n := min(len(receipts), wire.MaxReceiptIDs)
+		payload, err := proto.Marshal(&wirepb.Payload{Version: 1, Body: &wirepb.Payload_Receipt{Receipt: &wirepb.Receipt{Ids: receipts[:n]}}})
+		if err != nil {
+			return err
+		}
+		if err := s.queueLocked(ctx, tx, remote, ch, payload, s.now()); err != nil {
+			return err
+		}
+		receipts = receipts[n:]
+	}
 	if err := s.saveChannel(ctx, tx, remote, ch); err != nil {
 		return err
 	}
@@ -476,19 +490,6 @@ func (s *Service) receiveTx(ctx context.Context, tx *sql.Tx, remote peer.ID, con
 		if err := s.saveKeysLocked(ctx, tx); err != nil {
 			return err
 		}
-	}
-	// A message request gets no receipts: nothing is sent to a stranger
-	// until the user accepts it.
-	for contact && len(receipts) > 0 {
-		n := min(len(receipts), wire.MaxReceiptIDs)
-		payload, err := proto.Marshal(&wirepb.Payload{Version: 1, Body: &wirepb.Payload_Receipt{Receipt: &wirepb.Receipt{Ids: receipts[:n]}}})
-		if err != nil {
-			return err
-		}
-		if err := s.enqueue(ctx, tx, remote, newID(), payload, s.now()); err != nil {
-			return err
-		}
-		receipts = receipts[n:]
 	}
 	return nil
 }
@@ -575,16 +576,16 @@ func (s *Service) applyPayload(ctx context.Context, tx *sql.Tx, remote peer.ID, 
 			}
 			// "+conv": with a long IN list SQLite would rather walk the
 			// whole conversation on messages_conv than look ids up.
-			changed, err := s.returnedIDs(ctx, tx, "UPDATE messages SET state = ? WHERE +conv = ? AND outgoing = 1 AND state != ? AND id IN ("+
-				placeholders(len(chunk))+") RETURNING id", args...)
+			changed, err := s.changedMessages(ctx, tx, "UPDATE messages SET state = ? WHERE +conv = ? AND outgoing = 1 AND state != ? AND id IN ("+
+				placeholders(len(chunk))+")", args...)
 			if err != nil {
 				s.log.Info("receipt not recorded", "peer", remote, "err", err)
 				continue
 			}
 			for _, id := range chunk {
-				if changed[string(id)] {
+				if m, ok := changed[string(id)]; ok {
 					delete(changed, string(id)) // an id repeated in the receipt counts once
-					out.delivered = append(out.delivered, id)
+					out.delivered = append(out.delivered, m)
 				}
 			}
 		}

@@ -144,7 +144,6 @@ func (s *Service) commitSends(ctx context.Context, batch []*sendReq) {
 type sendRow struct {
 	r        *sendReq
 	seq      uint64
-	payload  []byte
 	envelope []byte // nil: encrypted later by the deliverer
 }
 
@@ -159,9 +158,7 @@ func (s *Service) prepareSend(ctx context.Context, tx *sql.Tx, r *sendReq, touch
 	if err != nil {
 		return sendRow{}, err
 	}
-	payload, err := proto.Marshal(&wirepb.Payload{Version: 1, Body: &wirepb.Payload_Text{Text: &wirepb.Text{
-		Id: r.id, Body: r.text, SentAtMs: r.now.UnixMilli(), Seq: seq,
-	}}})
+	payload, err := textPayload(r.id, r.text, r.now.UnixMilli(), seq)
 	if err != nil {
 		return sendRow{}, err
 	}
@@ -185,12 +182,22 @@ func (s *Service) prepareSend(ctx context.Context, tx *sql.Tx, r *sendReq, touch
 		ID: hex.EncodeToString(r.id), Conv: r.c.Name, From: str(s.host.ID()), Outgoing: true,
 		Text: r.text, SentAt: time.UnixMilli(r.now.UnixMilli()), Seq: seq, State: apitype.StatePending,
 	}
-	return sendRow{r: r, seq: seq, payload: payload, envelope: envelope}, nil
+	return sendRow{r: r, seq: seq, envelope: envelope}, nil
+}
+
+// textPayload encodes the payload of an outgoing text.
+func textPayload(id []byte, body string, sentAtMs int64, seq uint64) ([]byte, error) {
+	return proto.Marshal(&wirepb.Payload{Version: 1, Body: &wirepb.Payload_Text{Text: &wirepb.Text{
+		Id: id, Body: body, SentAtMs: sentAtMs, Seq: seq,
+	}}})
 }
 
 // insertSends writes the messages and outbox rows of a batch, one
 // statement per table for up to maxInList messages, in batch order (the
-// outbox order is the sending order).
+// outbox order is the sending order). A text's outbox row holds no
+// payload (an empty one): the message row holds what it is made of, and
+// encryptQueued makes it again if the frame has to be encrypted again
+// (after a reset). Only its envelope, once made, is sent.
 func (s *Service) insertSends(ctx context.Context, tx *sql.Tx, rows []sendRow) error {
 	self := str(s.host.ID())
 	for len(rows) > 0 {
@@ -202,7 +209,7 @@ func (s *Service) insertSends(ctx context.Context, tx *sql.Tx, rows []sendRow) e
 			r := w.r
 			now := r.now.UnixMilli()
 			msgs = append(msgs, r.id, str(r.c.ID), self, r.text, now, now, w.seq, apitype.StatePending)
-			out = append(out, str(r.c.ID), r.id, w.payload, w.envelope, now)
+			out = append(out, str(r.c.ID), r.id, []byte{}, w.envelope, now)
 		}
 		if _, err := s.db.Exec(ctx, tx, "INSERT INTO messages(id, conv, sender, outgoing, body, sent_at, received_at, seq, state) VALUES "+
 			rowsOf("(?, ?, ?, 1, ?, ?, ?, ?, ?)", len(chunk)), msgs...); err != nil {
