@@ -90,7 +90,11 @@ func (n *Node) hostOptions(listen []ma.Multiaddr, routing func() *discovery.Disc
 		gater = &allowGater{self: n.id.PeerID(), allow: allow, dep: newDepositorGate()}
 		n.gater = gater
 	}
-	cm, err := connmgr.NewConnManager(LowWater, HighWater, connmgr.WithGracePeriod(GracePeriod))
+	low, high, grace := LowWater, HighWater, GracePeriod
+	if n.cfg.Role == RoleBootstrap {
+		low, high, grace = BootstrapLowWater, BootstrapHighWater, BootstrapGracePeriod
+	}
+	cm, err := connmgr.NewConnManager(low, high, connmgr.WithGracePeriod(grace))
 	if err != nil {
 		return nil, fmt.Errorf("connection manager: %w", err)
 	}
