@@ -27,7 +27,7 @@ const (
 )
 
 // Connection manager limits. When a node holds HighWater connections or
-// more (checked every 10 s), it closes the least valued of those that are
+// more (checked every TrimEvery), it closes the least valued of those that are
 // neither protected nor younger than GracePeriod until LowWater of them
 // are left. Protected are gossipsub mesh peers (go-libp2p-pubsub protects
 // them), relays we hold a reservation on (autorelay), the admin of a room
@@ -40,14 +40,15 @@ const (
 // dials the peers it queries and leaves them connected; in a network of a
 // few dozen nodes that is every node, and gossipsub counts each room
 // member among them as a topic peer (flood publishing to each). Those
-// connections go 20 to 30 s after they were opened. The routing table
+// connections go 10 to 15 s after they were opened. The routing table
 // keeps its peers without a connection, and a 1:1 delivery or a sync dials
 // again when it needs to. A bootstrap node serves the DHT and relays to
 // everyone and keeps many.
 const (
 	LowWater    = 4
 	HighWater   = 12
-	GracePeriod = 20 * time.Second
+	GracePeriod = 10 * time.Second
+	TrimEvery   = 5 * time.Second
 
 	BootstrapLowWater    = 96
 	BootstrapHighWater   = 192
