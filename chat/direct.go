@@ -294,6 +294,10 @@ func (s *Service) deliver(ctx context.Context, p peer.ID, d *deliverer) error {
 		}
 		return err
 	}
+	// The connection manager trims all but a few connections: keep this
+	// one while the exchange lasts, and a while after (receipts, replies).
+	s.exchanges.Hold(p, exchangeHold)
+	defer s.exchanges.Hold(p, exchangeHold)
 	if err := s.ensureSession(ctx, p); err != nil {
 		return err
 	}
@@ -338,6 +342,12 @@ func (s *Service) deliver(ctx context.Context, p peer.ID, d *deliverer) error {
 		}
 	}
 }
+
+// exchangeHold is how long the connection of a peer we deliver to, or of
+// a contact that delivers to us, is protected from the connection manager
+// after the last batch: the dm streams of a conversation, its receipts and
+// replies keep their connection, and an idle one goes a minute later.
+const exchangeHold = time.Minute
 
 // streamReuse is how long an idle dm stream is kept for the next batch
 // (the receiver closes idle streams after streamIdle).

@@ -75,6 +75,10 @@ func (s *Service) handleDM(ctx context.Context, st network.Stream) {
 			}
 			batch = append(batch, fr)
 		}
+		if s.rel.isContact(remote) {
+			// A stranger does not get to pin a connection.
+			s.exchanges.Hold(remote, exchangeHold)
+		}
 		acks := s.receiveBatch(ctx, src, batch)
 		var buf bytes.Buffer
 		for _, a := range acks {

@@ -23,6 +23,7 @@ import (
 	"github.com/parley-im/parley/chat/wire"
 	"github.com/parley-im/parley/chat/wire/wirepb"
 	"github.com/parley-im/parley/discovery"
+	"github.com/parley-im/parley/internal/connhold"
 	"github.com/parley-im/parley/peer/identity"
 )
 
@@ -88,8 +89,13 @@ type Service struct {
 
 	dmu        sync.Mutex
 	deliverers map[peer.ID]*deliverer // guarded by dmu
-	kick       chan peer.ID
-	wg         sync.WaitGroup
+	// exchanges holds the connections of the peers we deliver to, and of
+	// the contacts that deliver to us, for exchangeHold after the last
+	// batch (direct.go, receive.go).
+	exchanges *connhold.Holds
+
+	kick chan peer.ID
+	wg   sync.WaitGroup
 }
 
 // New creates the service, loading (or creating) the end-to-end key store.
@@ -117,6 +123,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		prekeyConns:  newPrekeyConnBudgets(),
 		dm:           newDMBudget(),
 		deliverers:   make(map[peer.ID]*deliverer),
+		exchanges:    connhold.New(cfg.Host.ConnManager(), "parley-dm"),
 		kick:         make(chan peer.ID, 256),
 	}
 	if err := s.loadKeys(ctx); err != nil {
@@ -241,6 +248,7 @@ func (s *Service) Run(ctx context.Context) error {
 	defer s.host.RemoveStreamHandler(wire.ProtocolPrekeys)
 	close(s.started)
 	defer s.closeStreams()
+	defer s.exchanges.Close()
 	defer s.wg.Wait()
 
 	// Everything queued before a restart goes out again.

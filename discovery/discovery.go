@@ -22,6 +22,7 @@ import (
 	"time"
 
 	dht "github.com/libp2p/go-libp2p-kad-dht"
+	"github.com/libp2p/go-libp2p/core/connmgr"
 	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -100,6 +101,13 @@ type Config struct {
 	MDNSService string
 	// Book is the persistent address book (may be nil).
 	Book AddressBook
+	// PinRoutingTable keeps kad-dht's default of protecting the peers of
+	// the routing table's two widest buckets from the connection manager
+	// (a bootstrap node, which serves the DHT to everyone). Unset, those
+	// peers are tagged instead (RoutingTableTag), so that the connections
+	// a lookup leaves behind are trimmed like any other idle one: the
+	// routing table keeps its peers without a connection.
+	PinRoutingTable bool
 	// Logger receives discovery logs.
 	Logger *slog.Logger
 }
@@ -142,12 +150,64 @@ func New(h host.Host, cfg Config) (*Discovery, error) {
 		// provider records are needed.
 		opts = append(opts, dht.DisableValues())
 	}
-	d, err := dht.New(h, opts...)
+	dh := h
+	if !cfg.PinRoutingTable {
+		dh = unpinnedHost{h}
+	}
+	d, err := dht.New(dh, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("start dht: %w", err)
 	}
 	return &Discovery{host: h, dht: d, cfg: cfg, log: cfg.Logger}, nil
 }
+
+// kbucketTag is the tag under which kad-dht protects (from the connection
+// manager) the peers of its two widest buckets, those whose key shares
+// fewer than two leading bits with ours: three quarters of the peers it
+// knows. Its other peers it tags with value 5.
+const kbucketTag = "kbucket"
+
+// RoutingTableTag is the connection-manager tag, and RoutingTableValue its
+// value, of the routing table's peers that kad-dht would protect: worth a
+// little more than a peer nothing tags, much less than anything Parley or
+// gossipsub values.
+const (
+	RoutingTableTag   = "kbucket-wide"
+	RoutingTableValue = 5
+)
+
+// unpinnedHost is the host as the DHT sees it: its connection manager
+// turns the routing table's protections into tags.
+type unpinnedHost struct{ host.Host }
+
+func (h unpinnedHost) ConnManager() connmgr.ConnManager {
+	return unpinnedConnManager{h.Host.ConnManager()}
+}
+
+// unpinnedConnManager tags, with RoutingTableTag, the peers kad-dht would
+// protect with kbucketTag; everything else passes through.
+type unpinnedConnManager struct{ connmgr.ConnManager }
+
+func (c unpinnedConnManager) Protect(p peer.ID, tag string) {
+	if tag == kbucketTag {
+		c.TagPeer(p, RoutingTableTag, RoutingTableValue)
+		return
+	}
+	c.ConnManager.Protect(p, tag)
+}
+
+func (c unpinnedConnManager) Unprotect(p peer.ID, tag string) bool {
+	if tag == kbucketTag {
+		c.UntagPeer(p, RoutingTableTag)
+		return c.IsProtected(p, "")
+	}
+	return c.ConnManager.Unprotect(p, tag)
+}
+
+var (
+	_ host.Host           = unpinnedHost{}
+	_ connmgr.ConnManager = unpinnedConnManager{}
+)
 
 // DHT returns the underlying DHT (peer routing, provider records).
 func (d *Discovery) DHT() *dht.IpfsDHT { return d.dht }

@@ -26,14 +26,33 @@ const (
 	RoleBootstrap
 )
 
-// Connection manager limits: the node trims connections down to LowWater
-// when it holds more than HighWater, sparing connections younger than
-// GracePeriod and peers that Parley protects (contacts in a conversation,
-// room members, relays).
+// Connection manager limits. When a node holds HighWater connections or
+// more (checked every TrimEvery), it closes the least valued of those that are
+// neither protected nor younger than GracePeriod until LowWater of them
+// are left. Protected are gossipsub mesh peers (go-libp2p-pubsub protects
+// them), relays we hold a reservation on (autorelay), the admin of a room
+// join we wait on and the joiners an admin admitted (chat/room), contacts
+// while a 1:1 exchange is under way (chat) and, on a bootstrap node only,
+// the peers of the DHT's two widest buckets.
+//
+// A user node needs few: its rooms' meshes (protected) and a few others.
+// Every DHT lookup (the routing table's refresh, a rendezvous Provide)
+// dials the peers it queries and leaves them connected; in a network of a
+// few dozen nodes that is every node, and gossipsub counts each room
+// member among them as a topic peer (flood publishing to each). Those
+// connections go 10 to 15 s after they were opened. The routing table
+// keeps its peers without a connection, and a 1:1 delivery or a sync dials
+// again when it needs to. A bootstrap node serves the DHT and relays to
+// everyone and keeps many.
 const (
-	LowWater    = 96
-	HighWater   = 192
-	GracePeriod = time.Minute
+	LowWater    = 4
+	HighWater   = 12
+	GracePeriod = 10 * time.Second
+	TrimEvery   = 5 * time.Second
+
+	BootstrapLowWater    = 96
+	BootstrapHighWater   = 192
+	BootstrapGracePeriod = time.Minute
 )
 
 // Config is everything a node needs to start. The zero value plus a Home is

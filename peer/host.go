@@ -90,7 +90,11 @@ func (n *Node) hostOptions(listen []ma.Multiaddr, routing func() *discovery.Disc
 		gater = &allowGater{self: n.id.PeerID(), allow: allow, dep: newDepositorGate()}
 		n.gater = gater
 	}
-	cm, err := connmgr.NewConnManager(LowWater, HighWater, connmgr.WithGracePeriod(GracePeriod))
+	low, high, grace, every := LowWater, HighWater, GracePeriod, TrimEvery
+	if n.cfg.Role == RoleBootstrap {
+		low, high, grace, every = BootstrapLowWater, BootstrapHighWater, BootstrapGracePeriod, 10*time.Second
+	}
+	cm, err := connmgr.NewConnManager(low, high, connmgr.WithGracePeriod(grace), connmgr.WithSilencePeriod(every))
 	if err != nil {
 		return nil, fmt.Errorf("connection manager: %w", err)
 	}

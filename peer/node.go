@@ -283,6 +283,9 @@ func (n *Node) startHost() error {
 		MDNSService: mdnsService,
 		Book:        bookAdapter{n.db},
 		Logger:      n.log.With("subsystem", "discovery"),
+		// A bootstrap node keeps its routing table connected, as kad-dht
+		// does by default; a user node's lookups leave nothing pinned.
+		PinRoutingTable: n.cfg.Role == RoleBootstrap,
 	})
 	if err != nil {
 		return err

@@ -7,5 +7,7 @@ func (s *Service) Close() error {
 	if s.psCancel != nil {
 		s.psCancel()
 	}
+	s.issuers.Close()
+	s.admitted.Close()
 	return nil
 }

@@ -335,10 +335,44 @@ const (
 )
 
 // handleJoin serves /parley/roomjoin/2 (the budgets of /parley/roomsync).
+// A joiner we admit (or admitted before: it asks again until it holds its
+// welcome) keeps its connection to us: the welcome, on the topic or
+// fetched from us, travels on it (admitted).
 func (s *Service) handleJoin(st network.Stream) {
 	serveStream(s, st, maxJoinRequest, new(wirepb.JoinRequest), func(remote peer.ID, req *wirepb.JoinRequest) *wirepb.JoinAnswer {
-		return &wirepb.JoinAnswer{Error: s.serveJoin(remote, req)}
+		refused := s.serveJoin(remote, req)
+		if refused == "" {
+			s.admitted.Hold(remote, s.admitHold())
+		}
+		return &wirepb.JoinAnswer{Error: refused}
 	})
+}
+
+// admitHold is how long an admin keeps the connection of a joiner it
+// admitted after the joiner last asked: a waiting joiner asks again every
+// Config.JoinRetry at least, and stops once the welcome is its.
+func (s *Service) admitHold() time.Duration {
+	return max(2*s.cfg.JoinRetry, 2*fastJoinRetry)
+}
+
+// holdIssuer keeps our connection to the admin of a join we wait on, from
+// the first request until the welcome is ours or the join is given up:
+// the connection manager trims all but a few connections, and the admin
+// answers, and sends the welcome, on this one.
+func (s *Service) holdIssuer(j *pendingJoin) { s.issuers.Hold(j.token.Issuer, 0) }
+
+// releaseIssuer ends holdIssuer, unless another join we wait on has the
+// same admin.
+func (s *Service) releaseIssuer(j *pendingJoin) {
+	for _, r := range s.roomList() {
+		r.gmu.Lock()
+		other := r.join != nil && r.join != j && r.join.token.Issuer == j.token.Issuer
+		r.gmu.Unlock()
+		if other {
+			return
+		}
+	}
+	s.issuers.Release(j.token.Issuer)
 }
 
 // serveJoin checks a join request sent to us directly and admits the
@@ -716,6 +750,7 @@ func (s *Service) askToJoin(ctx context.Context, r *room) error {
 		return nil
 	}
 	issuer := j.token.Issuer
+	s.holdIssuer(j)
 	var addrs []ma.Multiaddr
 	for _, b := range j.inv.Addrs {
 		if a, err := ma.NewMultiaddrBytes(b); err == nil {
@@ -769,6 +804,7 @@ func reachable(c network.Connectedness) bool {
 
 // dropJoin gives up a join: its token cannot admit us.
 func (s *Service) dropJoin(r *room, j *pendingJoin, why error) {
+	defer s.releaseIssuer(j)
 	s.db.Exec(context.Background(), nil, "DELETE FROM room_joins WHERE link = ?", j.link)
 	s.db.Exec(context.Background(), nil, "DELETE FROM room_keys WHERE room = ? AND NOT EXISTS (SELECT 1 FROM room_groups WHERE room = ?)", r.id[:], r.id[:])
 	if why != nil {
@@ -1023,6 +1059,12 @@ func (s *Service) takeWelcome(r *room, c *group.Commit) {
 			prev = pc
 		}
 	}
+	joined := false
+	defer func() {
+		if joined { // once r.gmu is released: releaseIssuer takes it
+			s.releaseIssuer(j)
+		}
+	}()
 	r.gmu.Lock()
 	defer r.gmu.Unlock()
 	if r.join != j {
@@ -1072,6 +1114,7 @@ func (s *Service) takeWelcome(r *room, c *group.Commit) {
 		return
 	}
 	r.join = nil
+	joined = true
 	s.log.Info("room joined", "room", r.id, "epoch", c.Epoch, "added by", c.Issuer)
 	s.publish(shown)
 	s.chat.Publish(apitype.Event{Type: "room", Time: s.now(), Contact: "#" + r.name})

@@ -411,6 +411,9 @@ func (s *Service) Leave(ctx context.Context, name string) error {
 		s.stopLocked(r)
 		delete(s.rooms, r.id)
 		s.mu.Unlock()
+		if j != nil {
+			s.releaseIssuer(j)
+		}
 		return nil
 	}
 	cur := g.st.Commit

@@ -20,6 +20,14 @@ type providerFinder interface {
 // for gossipsub's mesh (degree 6 to 12), which connects the rest.
 const maxProviders = 8
 
+// minTopicPeers is how many topic peers a member wants before it stops
+// looking for others: with three, gossipsub meshes them all and the
+// members' meshes join up. A user node's connection manager trims the
+// topic peers outside the mesh (all but a few): looking for more while
+// the mesh has enough would dial members (and the DHT peers on the way)
+// only to see them trimmed, and look again every FindInterval.
+const minTopicPeers = 3
+
 // reprovideEvery is how often a member re-announces itself under the
 // room's rendezvous key; provider records live 48 h on the DHT, and the
 // private-room key changes with the UTC date anyway.
@@ -42,6 +50,7 @@ func (s *Service) rendezvousLoop(ctx context.Context, r *room) {
 		providedAt time.Time
 		seen       cid.Cid // the newest key, and since when we hold it
 		seenAt     time.Time
+		settle     time.Duration // how long to hold seen before providing it
 		wait       = 200 * time.Millisecond
 	)
 	timer := time.NewTimer(0)
@@ -54,19 +63,27 @@ func (s *Service) rendezvousLoop(ctx context.Context, r *room) {
 		}
 		c := s.rendezvousKey(r)
 		if !c.Defined() {
-			timer.Reset(s.cfg.FindInterval)
+			// A join that waits; joins through one link start together,
+			// their lookups should not.
+			timer.Reset(s.cfg.FindInterval/2 + rand.N(s.cfg.FindInterval/2+1))
 			continue
 		}
 		if !c.Equals(seen) {
 			seen, seenAt = c, time.Now()
+			settle = provideSettle + rand.N(provideSettle)
 		}
-		// A new member provides at once; a member re-provides under a
-		// new epoch's key once it has held it for provideSettle: every
-		// commit changes the key, and a Provide is a DHT lookup that
-		// dials the closest peers, by every member. Members already
-		// connected need no record; one that comes back finds the
-		// others under the key it knows, or by peer ID.
-		settled := provided == cid.Undef || time.Since(seenAt) >= provideSettle
+		// A new member without a topic peer provides at once; any other
+		// provides under a new epoch's key once it has held it for
+		// provideSettle, plus a random part of it (settle): every commit
+		// changes the key, a Provide is a DHT lookup that dials the
+		// closest peers, and every member provides (a room formed by
+		// joins would otherwise see each joiner provide under a key the
+		// next join replaces, and all members provide in the same
+		// second). Members already connected need no record; one that
+		// comes back finds the others under the key it knows, or by
+		// peer ID.
+		alone := len(s.ps.ListPeers(r.Topic())) == 0
+		settled := (provided == cid.Undef && alone) || time.Since(seenAt) >= settle
 		if (!c.Equals(provided) && settled) || time.Since(providedAt) > reprovideEvery {
 			pctx, cancel := context.WithTimeout(ctx, time.Minute)
 			err := s.dht.Provide(pctx, c, true)
@@ -88,10 +105,10 @@ func (s *Service) rendezvousLoop(ctx context.Context, r *room) {
 		} else {
 			wait = s.cfg.FindInterval
 		}
-		if provided == cid.Undef {
+		if provided == cid.Undef && len(s.ps.ListPeers(r.Topic())) == 0 {
 			wait = min(wait, 2*time.Second)
 		} else if !c.Equals(provided) {
-			wait = min(wait, max(time.Until(seenAt.Add(provideSettle)), 0)+time.Second)
+			wait = min(wait, max(time.Until(seenAt.Add(settle)), 0)+time.Second)
 		}
 		timer.Reset(wait/2 + rand.N(wait/2+1))
 	}
@@ -110,13 +127,15 @@ func (s *Service) rendezvousKey(r *room) cid.Cid {
 	return rendezvousCID2(r.g.cur().RendezvousKey(), s.now())
 }
 
-// findMembers connects to providers of c we are not connected to, until
-// the room has maxProviders topic peers, and returns how many it
-// connected. A provider record without addresses (stock DHT servers drop
-// non-public ones) is completed by looking the peer up.
+// findMembers connects, while the room has fewer than minTopicPeers
+// topic peers, to providers of c we are not connected to, until it has
+// maxProviders, and returns how many it connected. A provider record
+// without addresses (stock DHT servers drop non-public ones) is completed
+// by looking the peer up.
 func (s *Service) findMembers(ctx context.Context, r *room, c cid.Cid) int {
-	want := maxProviders - len(s.ps.ListPeers(r.Topic()))
-	if want <= 0 || s.finder == nil {
+	have := len(s.ps.ListPeers(r.Topic()))
+	want := maxProviders - have
+	if have >= minTopicPeers || s.finder == nil {
 		return 0
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)

@@ -17,6 +17,7 @@ import (
 	"github.com/parley-im/parley/chat"
 	"github.com/parley-im/parley/chat/room/group"
 	"github.com/parley-im/parley/chat/store"
+	"github.com/parley-im/parley/internal/connhold"
 )
 
 // Errors of the room API.
@@ -83,6 +84,10 @@ type Service struct {
 	welcomeRate *chat.Limiter
 	finder      providerFinder // nil: no rendezvous
 	budgets     syncBudgets    // of /parley/roomsync/1 and /2 (sync_budget.go)
+
+	// issuers holds our connections to the admins of the joins we wait
+	// on, admitted the joiners we admitted (join.go, holdIssuer, admitted).
+	issuers, admitted *connhold.Holds
 
 	// commits caches parsed stored commits (fetch.go, storedCommit).
 	commitsMu sync.Mutex
@@ -237,6 +242,9 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		finder:  cfg.finder,
 		budgets: newSyncBudgets(),
 		commits: make(map[commitKey]*group.Commit),
+
+		issuers:  connhold.New(cfg.Chat.Host().ConnManager(), "parley-room-join"),
+		admitted: connhold.New(cfg.Chat.Host().ConnManager(), "parley-room-admitted"),
 	}
 	psCtx, cancel := context.WithCancel(ctx)
 	opts := append(PubsubOptions(), pubsub.WithLogger(cfg.Logger.With("subsystem", "gossipsub")))
