@@ -133,3 +133,11 @@ func (s *Service) Ingest(ctx context.Context, name string, recs ...*wirepb.Synce
 	_, err = s.ingest(ctx, r, recs...)
 	return err
 }
+
+// SetChainPageBytes bounds the size of the commits one sync response
+// carries until the end of t (at least one commit is always served).
+func SetChainPageBytes(t testing.TB, n int) {
+	old := chainPageBytes
+	chainPageBytes = n
+	t.Cleanup(func() { chainPageBytes = old })
+}

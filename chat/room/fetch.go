@@ -33,6 +33,8 @@ const (
 	maxFetchResponse = 1 << 20
 	maxFetchMessages = 256
 	// maxServedCommits bounds the commits one response carries.
+	// chainPageBytes (a variable for tests) bounds their size: half a
+	// response.
 	maxServedCommits = 256
 )
 
@@ -117,7 +119,10 @@ func (s *Service) serveFetch(remote peer.ID, req *wirepb.RoomFetchRequest) *wire
 		if err := tok.Check(cur, remote, s.now()); (err != nil && !errors.Is(err, group.ErrExpired)) || !(member || inRival) {
 			return fail("join token refused")
 		}
-		return s.serveChain(ctx, id, cur, rival, tok.Epoch-1)
+		// From the token's commit on, or after the commits a joiner
+		// already took from an earlier page (a long chain does not fit
+		// one response).
+		return s.serveChain(ctx, id, cur, rival, max(req.GetCommitsAfter(), tok.Epoch-1))
 	}
 	if !member {
 		return s.serveRemoval(remote, id, cur, req.GetEpoch())
@@ -317,6 +322,9 @@ func (s *Service) storedCommit(ctx context.Context, id ID, h group.Hash) *group.
 	return c
 }
 
+// chainPageBytes bounds the commits of one response (see maxServedCommits).
+var chainPageBytes = maxFetchResponse / 2
+
 // commitKey names a stored commit.
 type commitKey struct {
 	room ID
@@ -341,7 +349,9 @@ func (s *Service) serveChain(ctx context.Context, id ID, cur, rival *group.Commi
 	size := 0
 	for _, c := range all {
 		b := c.Marshal()
-		if size+len(b)+8 > maxFetchResponse/2 {
+		// Always one commit (at most MaxCommitSize, half a response), so
+		// that a requester paging through a long chain moves on.
+		if len(resp.Commits) > 0 && size+len(b)+8 > chainPageBytes {
 			resp.More = true
 			break
 		}

@@ -960,6 +960,11 @@ func (s *Service) pollWelcome(ctx context.Context, r *room) {
 	}
 }
 
+// maxWelcomePages bounds the pages of the chain a joiner fetches from one
+// member to check its welcome: 16 pages of 256 commits (or of 512 KiB)
+// cover more epochs than a token lives through.
+const maxWelcomePages = 16
+
 // takeWelcome takes c, a commit that adds us, as our first epoch if the
 // chain from our token's commit, fetched from members, checks out
 // (group.CheckWelcome): the welcome's sender alone cannot place us in a
@@ -996,18 +1001,30 @@ func (s *Service) takeWelcome(r *room, c *group.Commit) {
 	// the issuer is the issuer's own chain enough (nobody else was there).
 	var chain []*group.Commit
 	check := func(p peer.ID) bool {
-		resp, err := s.fetchFrom(ctx, r, nil, p, j.token.Epoch-1, ^uint64(0), j.token.Marshal())
-		if err != nil {
-			s.log.Debug("room welcome: fetch the chain", "room", r.id, "peer", p, "err", err)
-			return false
-		}
 		chain = chain[:0]
-		for _, cb := range resp.Commits {
-			pc, err := group.ParseCommit(cb)
-			if err != nil || pc.Hash() == c.Hash() || pc.Epoch > c.Epoch {
-				continue // the welcome's later epochs come after we are in
+		// Page by page: the chain of a room that grew by many joins does
+		// not fit one response. Each page starts after the last epoch
+		// taken; a responder that does not move on ends it.
+		after := j.token.Epoch - 1
+		for range maxWelcomePages {
+			resp, err := s.fetchFrom(ctx, r, nil, p, after, ^uint64(0), j.token.Marshal())
+			if err != nil {
+				s.log.Debug("room welcome: fetch the chain", "room", r.id, "peer", p, "err", err)
+				return false
 			}
-			chain = append(chain, pc)
+			last := after
+			for _, cb := range resp.Commits {
+				pc, err := group.ParseCommit(cb)
+				if err != nil || pc.Hash() == c.Hash() || pc.Epoch > c.Epoch {
+					continue // the welcome's later epochs come after we are in
+				}
+				chain = append(chain, pc)
+				last = max(last, pc.Epoch)
+			}
+			if !resp.More || last == after || last >= c.Epoch-1 {
+				break
+			}
+			after = last
 		}
 		chain = chainFrom(chain, j.token.CommitHash)
 		if err := group.CheckWelcome(c, chain, s.self(), j.token, s.now()); err != nil {

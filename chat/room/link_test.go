@@ -332,3 +332,45 @@ func TestJoinLinkBatch(t *testing.T) {
 	}
 	t.Logf("4 joiners admitted in %d roster changes", info.Epoch-1)
 }
+
+// TestWelcomeChainPaged: a joiner checks its welcome against the chain
+// from its token's commit, fetched from a member; a room that grew by
+// many joins has a chain longer than one response (512 KiB: about 60
+// joins of a 100-member room), so the joiner fetches it page by page.
+// Here a page holds one commit: dave's link is of epoch 1 and his welcome
+// comes at epoch 4, after bob's and carol's joins; he joins (fails
+// without paging: the first page alone does not reach the welcome's
+// parent, and dave waits for ever). Control: bob's and carol's joins,
+// through one page each, in the same room.
+func TestWelcomeChainPaged(t *testing.T) {
+	room.SetChainPageBytes(t, 1)
+	room.SetTestConfig(t, func(_ host.Host, c *room.Config) { c.JoinRetry = 300 * time.Millisecond })
+	ctx := context.Background()
+	ms := start(t, 4)
+	alice, bob, carol, dave := ms[0], ms[1], ms[2], ms[3]
+	if _, err := alice.Rooms().Create(ctx, "team"); err != nil {
+		t.Fatal(err)
+	}
+	old, err := alice.Rooms().Link(ctx, "team", 1, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []*member{bob, carol} {
+		l, err := alice.Rooms().Link(ctx, "team", 1, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res, err := m.Rooms().JoinLink(ctx, l.Link); err != nil || res.Status != "joined" {
+			t.Fatalf("control: join through a chain of one page: %+v, %v", res, err)
+		}
+	}
+	res, err := dave.Rooms().JoinLink(ctx, old.Link)
+	if err != nil || res.Status != "joined" {
+		t.Fatalf("join through a chain of three pages: %+v, %v", res, err)
+	}
+	if res.Room.Epoch < 4 {
+		t.Errorf("dave's first epoch %d, want the one after carol's join (4)", res.Room.Epoch)
+	}
+	send(t, dave, "#team", "dave read the whole chain")
+	bob.waitTexts(t, "#team", "dave read the whole chain")
+}
