@@ -198,6 +198,24 @@ func (c *joinedClient) join(t *testing.T, link string, how joinPath) {
 	if len(first.body.Members) != 1 {
 		t.Fatal("the token's commit lists more than its issuer: the welcome must be confirmed by another member")
 	}
+	// "then, while more is set, the last epoch it got": the next page
+	// starts after the commits_after it names (epochs > max(commits_after,
+	// token's epoch − 1)).
+	next := proto.Clone(fr).(*wirepb.RoomFetchRequest)
+	next.CommitsAfter = tok.Epoch
+	page := c.fetch(next)
+	if page.Error != "" || len(page.Commits) != len(resp.Commits)-1 {
+		t.Fatalf("joiner fetch after epoch %d: error %q, %d commits; want the %d after the token's commit", tok.Epoch, page.Error, len(page.Commits), len(resp.Commits)-1)
+	}
+	for _, raw := range page.Commits {
+		p, err := checkOnItsOwn(raw)
+		if err != nil {
+			t.Fatalf("joiner fetch after epoch %d: %v", tok.Epoch, err)
+		}
+		if p.body.Epoch <= tok.Epoch {
+			t.Fatalf("joiner fetch after epoch %d served a commit of epoch %d", tok.Epoch, p.body.Epoch)
+		}
+	}
 	prev := first
 	var took bool
 	for i, raw := range resp.Commits[1:] {
