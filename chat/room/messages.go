@@ -716,6 +716,7 @@ func (s *Service) openLocked(r *room, items []ingestItem) ([]chainState, error) 
 			it.status = statusFailed
 			continue
 		}
+		sawGeneration(r, e.Number(), it.author, it.app.GetGeneration())
 		if k := (chainKey{e, it.author}); !slices.Contains(touched, k) {
 			touched = append(touched, k)
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	dht "github.com/libp2p/go-libp2p-kad-dht"
@@ -159,6 +160,16 @@ type room struct {
 	// Service.mu).
 	queue      *proposal
 	committing bool
+
+	// nextGen is, per epoch and author, the generation after the
+	// newest message we opened (guarded by gmu): a message beyond it
+	// means we missed some (sync.go, syncDue).
+	nextGen map[genKey]uint32
+	// suspect is set when something suggests the room's log misses
+	// messages; lastSync is when a sync with a few members last ran
+	// (unix ms). Both decide whether the periodic sync runs (syncDue).
+	suspect  atomic.Bool
+	lastSync atomic.Int64
 
 	topic  *pubsub.Topic
 	cancel context.CancelFunc

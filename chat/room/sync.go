@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
@@ -60,18 +61,83 @@ func (s *Service) syncTaken(j syncJob) {
 	s.syncMu.Unlock()
 }
 
+// The periodic sync: each node draws its interval anew every time, so that
+// the nodes of a room, started together, do not all ask each other at the
+// same moment; a private room syncs on the tick only when something
+// suggests its log misses messages, and at least every syncFloor.
+const (
+	syncEvery  = time.Minute
+	syncJitter = 15 * time.Second // either way
+	syncFloor  = 5 * time.Minute
+)
+
+// syncInterval returns the time to the next periodic sync: syncEvery ±
+// syncJitter, uniformly.
+func syncInterval() time.Duration {
+	return syncEvery - syncJitter + rand.N(2*syncJitter)
+}
+
+// syncDue reports whether the periodic sync of r should run now. A public
+// room always syncs. A private one syncs when it is suspect (a gap in an
+// author's generations, a topic peer gone, the last sync failed or
+// brought messages), when it never synced, or when its last sync is
+// syncFloor old: a message lost in gossip that no later message of its
+// author reveals is fetched within syncFloor.
+func (s *Service) syncDue(r *room, now time.Time) bool {
+	if r.public {
+		return true
+	}
+	last := r.lastSync.Load()
+	return r.suspect.Load() || last == 0 || now.UnixMilli()-last >= syncFloor.Milliseconds()
+}
+
+// synced records a sync of r with a few members that stored n messages:
+// one that failed or found anything leaves the room suspect.
+func (s *Service) synced(r *room, n int, err error) {
+	r.lastSync.Store(s.now().UnixMilli())
+	r.suspect.Store(err != nil || n > 0)
+}
+
+// genKey names an author's sender chain in one epoch.
+type genKey struct {
+	epoch  uint64
+	author peer.ID
+}
+
+// maxGenKeys bounds room.nextGen; past it the map starts afresh (a first
+// message of a chain is never a gap).
+const maxGenKeys = 4096
+
+// sawGeneration records that we opened author's message of generation gen
+// in epoch number epoch, and marks r suspect if it skipped generations we
+// never opened. r.gmu is held.
+func sawGeneration(r *room, epoch uint64, author peer.ID, gen uint32) {
+	k := genKey{epoch, author}
+	if next, ok := r.nextGen[k]; ok && gen > next {
+		r.suspect.Store(true)
+	}
+	if next, ok := r.nextGen[k]; ok && gen < next {
+		return // a late one, filling a gap
+	}
+	if r.nextGen == nil || len(r.nextGen) >= maxGenKeys {
+		r.nextGen = make(map[genKey]uint32)
+	}
+	r.nextGen[k] = gen + 1
+}
+
 // relayedSyncInterval is how often a member pulls the history of members
 // it reaches only through a relay: gossipsub never uses relayed (limited)
 // connections, so for them this pull is what delivers room messages.
 const relayedSyncInterval = 5 * time.Second
 
-// syncLoop runs sync jobs one at a time, asks every room to sync (and
-// publishes our pending messages) every minute, pulls from relay-only
+// syncLoop runs sync jobs one at a time, asks every room whose sync is
+// due to sync (and publishes our pending messages) about every minute
+// (syncInterval, syncDue), pulls from relay-only
 // members every relayedSyncInterval, asks again for waiting joins every
 // Config.JoinRetry, and re-keys the rooms whose epoch is older than
 // Config.RekeyEvery (where this node is the one to do it).
 func (s *Service) syncLoop(ctx context.Context) {
-	tick := time.NewTicker(time.Minute)
+	tick := time.NewTimer(syncInterval())
 	defer tick.Stop()
 	relayed := time.NewTicker(relayedSyncInterval)
 	defer relayed.Stop()
@@ -101,10 +167,14 @@ func (s *Service) syncLoop(ctx context.Context) {
 				}
 			}
 		case <-tick.C:
+			tick.Reset(syncInterval())
 			s.republish(ctx, nil)
+			now := s.now()
 			s.mu.RLock()
-			for id := range s.rooms {
-				s.requestSync(id, "")
+			for id, r := range s.rooms {
+				if s.syncDue(r, now) {
+					s.requestSync(id, "")
+				}
 			}
 			s.mu.RUnlock()
 		case j := <-s.syncs:
@@ -114,7 +184,11 @@ func (s *Service) syncLoop(ctx context.Context) {
 				continue
 			}
 			if !r.public {
-				if n, err := s.syncPrivate(ctx, r, j.peer, false); err != nil && ctx.Err() == nil {
+				n, err := s.syncPrivate(ctx, r, j.peer, false)
+				if j.peer == "" {
+					s.synced(r, n, err)
+				}
+				if err != nil && ctx.Err() == nil {
 					s.log.Debug("room sync", "room", r.id, "peer", j.peer, "err", err)
 				} else if n > 0 {
 					s.log.Info("room sync", "room", r.id, "new", n)
@@ -178,6 +252,8 @@ func (s *Service) peerLoop(ctx context.Context, r *room, evs *pubsub.TopicEventH
 			return
 		}
 		if ev.Type != pubsub.PeerJoin {
+			// A peer gone: what it was relaying may have been lost.
+			r.suspect.Store(true)
 			continue
 		}
 		// Messages that waited for a first peer go out now; a join that
