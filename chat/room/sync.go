@@ -79,10 +79,12 @@ func syncInterval() time.Duration {
 
 // syncDue reports whether the periodic sync of r should run now. A public
 // room always syncs. A private one syncs when it is suspect (a gap in an
-// author's generations, a topic peer gone, the last sync failed or
-// brought messages), when it never synced, or when its last sync is
-// syncFloor old: a message lost in gossip that no later message of its
-// author reveals is fetched within syncFloor.
+// author's generations, the last sync failed or brought messages), when
+// it never synced, or when its last sync is syncFloor old: a message lost
+// in gossip that no later message of its author reveals is fetched within
+// syncFloor. A topic peer leaving is no sign (connections are trimmed
+// all the time, and gossipsub repairs through the others); one joining
+// triggers its own sync with it (peerLoop).
 func (s *Service) syncDue(r *room, now time.Time) bool {
 	if r.public {
 		return true
@@ -252,8 +254,6 @@ func (s *Service) peerLoop(ctx context.Context, r *room, evs *pubsub.TopicEventH
 			return
 		}
 		if ev.Type != pubsub.PeerJoin {
-			// A peer gone: what it was relaying may have been lost.
-			r.suspect.Store(true)
 			continue
 		}
 		// Messages that waited for a first peer go out now; a join that
