@@ -9,8 +9,11 @@ import (
 
 // ftsInterval is how often new messages are added to the full-text index.
 // Indexing in batches keeps FTS5's per-transaction segment flush off the
-// send and receive paths; Search indexes first, so it never misses a message.
-const ftsInterval = time.Second
+// send and receive paths; Search indexes first, so it never misses a
+// message, and the interval only sets how many messages share a segment
+// (at a second, a busy room made a segment, and its merges, of a few
+// messages every second).
+const ftsInterval = 5 * time.Second
 
 // indexMessages adds every message not yet indexed to messages_fts.
 func (s *Service) indexMessages(ctx context.Context) error {
