@@ -1012,16 +1012,19 @@ func (s *Service) takeWelcome(r *room, c *group.Commit) {
 				s.log.Debug("room welcome: fetch the chain", "room", r.id, "peer", p, "err", err)
 				return false
 			}
-			last := after
+			last, reached := after, false
 			for _, cb := range resp.Commits {
 				pc, err := group.ParseCommit(cb)
-				if err != nil || pc.Hash() == c.Hash() || pc.Epoch > c.Epoch {
+				if err == nil && pc.Epoch >= c.Epoch {
+					reached = true // the room's commit for the welcome's epoch (or later) is in
+				}
+				if err != nil || pc.Hash() == c.Hash() || pc.Epoch > c.Epoch || pc.Epoch <= after {
 					continue // the welcome's later epochs come after we are in
 				}
 				chain = append(chain, pc)
 				last = max(last, pc.Epoch)
 			}
-			if !resp.More || last == after || last >= c.Epoch-1 {
+			if !resp.More || last == after || reached {
 				break
 			}
 			after = last
