@@ -940,15 +940,30 @@ func (s *Service) pollWelcome(ctx context.Context, r *room) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			resp, err := s.fetchFrom(ctx, r, nil, p, j.token.Epoch-1, ^uint64(0), token)
-			if err != nil {
-				return
-			}
-			for _, b := range resp.Commits {
-				if c, err := group.ParseCommit(b); err == nil && c.Issuer == j.token.Issuer && c.Welcomes(s.self()) {
-					found <- c
+			// Page by page, as takeWelcome does: in a long chain the
+			// welcome is past the first page.
+			after := j.token.Epoch - 1
+			for range maxWelcomePages {
+				resp, err := s.fetchFrom(ctx, r, nil, p, after, ^uint64(0), token)
+				if err != nil {
 					return
 				}
+				last := after
+				for _, b := range resp.Commits {
+					c, err := group.ParseCommit(b)
+					if err != nil {
+						continue
+					}
+					if c.Issuer == j.token.Issuer && c.Welcomes(s.self()) {
+						found <- c
+						return
+					}
+					last = max(last, c.Epoch)
+				}
+				if !resp.More || last == after {
+					return
+				}
+				after = last
 			}
 		}()
 	}
