@@ -940,30 +940,16 @@ func (s *Service) pollWelcome(ctx context.Context, r *room) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			// Page by page, as takeWelcome does: in a long chain the
-			// welcome is past the first page.
-			after := j.token.Epoch - 1
-			for range maxWelcomePages {
-				resp, err := s.fetchFrom(ctx, r, nil, p, after, ^uint64(0), token)
-				if err != nil {
-					return
+			// In a long chain the welcome is past the first page.
+			var w *group.Commit
+			s.pageChain(ctx, r, p, token, j.token.Epoch-1, func(c *group.Commit) bool {
+				if w == nil && c.Issuer == j.token.Issuer && c.Welcomes(s.self()) {
+					w = c
 				}
-				last := after
-				for _, b := range resp.Commits {
-					c, err := group.ParseCommit(b)
-					if err != nil {
-						continue
-					}
-					if c.Issuer == j.token.Issuer && c.Welcomes(s.self()) {
-						found <- c
-						return
-					}
-					last = max(last, c.Epoch)
-				}
-				if !resp.More || last == after {
-					return
-				}
-				after = last
+				return w != nil
+			})
+			if w != nil {
+				found <- w
 			}
 		}()
 	}
@@ -979,6 +965,36 @@ func (s *Service) pollWelcome(ctx context.Context, r *room) {
 // member to check its welcome: 16 pages of 256 commits (or of 512 KiB)
 // cover more epochs than a token lives through.
 const maxWelcomePages = 16
+
+// pageChain fetches from p, as a joiner (token: our join token, or nil
+// when p is the token's issuer and lists us), the commits of the chain p
+// follows after epoch after, page by page: the chain of a room that grew
+// by many joins does not fit one response. visit sees each commit once,
+// oldest first; the fetch ends after the page in which visit said done,
+// when p has no more, or when a page does not move on (a responder of
+// version 1.4 serves the first page again).
+func (s *Service) pageChain(ctx context.Context, r *room, p peer.ID, token []byte, after uint64, visit func(*group.Commit) (done bool)) error {
+	for range maxWelcomePages {
+		resp, err := s.fetchFrom(ctx, r, nil, p, after, ^uint64(0), token)
+		if err != nil {
+			return err
+		}
+		last, done := after, false
+		for _, b := range resp.Commits {
+			c, err := group.ParseCommit(b)
+			if err != nil || c.Epoch <= after {
+				continue
+			}
+			done = visit(c) || done
+			last = max(last, c.Epoch)
+		}
+		if done || !resp.More || last == after {
+			return nil
+		}
+		after = last
+	}
+	return nil
+}
 
 // takeWelcome takes c, a commit that adds us, as our first epoch if the
 // chain from our token's commit, fetched from members, checks out
@@ -1017,32 +1033,17 @@ func (s *Service) takeWelcome(r *room, c *group.Commit) {
 	var chain []*group.Commit
 	check := func(p peer.ID) bool {
 		chain = chain[:0]
-		// Page by page: the chain of a room that grew by many joins does
-		// not fit one response. Each page starts after the last epoch
-		// taken; a responder that does not move on ends it.
-		after := j.token.Epoch - 1
-		for range maxWelcomePages {
-			resp, err := s.fetchFrom(ctx, r, nil, p, after, ^uint64(0), j.token.Marshal())
-			if err != nil {
-				s.log.Debug("room welcome: fetch the chain", "room", r.id, "peer", p, "err", err)
-				return false
+		// Until the room's commit of the welcome's epoch (or a later one)
+		// is in, so that CheckWelcome meets the welcome's rival.
+		err := s.pageChain(ctx, r, p, j.token.Marshal(), j.token.Epoch-1, func(pc *group.Commit) bool {
+			if pc.Hash() != c.Hash() && pc.Epoch <= c.Epoch {
+				chain = append(chain, pc) // the welcome's later epochs come after we are in
 			}
-			last, reached := after, false
-			for _, cb := range resp.Commits {
-				pc, err := group.ParseCommit(cb)
-				if err == nil && pc.Epoch >= c.Epoch {
-					reached = true // the room's commit for the welcome's epoch (or later) is in
-				}
-				if err != nil || pc.Hash() == c.Hash() || pc.Epoch > c.Epoch || pc.Epoch <= after {
-					continue // the welcome's later epochs come after we are in
-				}
-				chain = append(chain, pc)
-				last = max(last, pc.Epoch)
-			}
-			if !resp.More || last == after || reached {
-				break
-			}
-			after = last
+			return pc.Epoch >= c.Epoch
+		})
+		if err != nil {
+			s.log.Debug("room welcome: fetch the chain", "room", r.id, "peer", p, "err", err)
+			return false
 		}
 		chain = chainFrom(chain, j.token.CommitHash)
 		if err := group.CheckWelcome(c, chain, s.self(), j.token, s.now()); err != nil {
