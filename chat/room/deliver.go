@@ -176,11 +176,9 @@ func (s *Service) applyDelivered(ctx context.Context, from peer.ID, d *wirepb.Ro
 		return fmt.Errorf("room %s: commit of epoch %d on a parent we do not hold: held, fetching", r.name, c.Epoch)
 	}
 	r.gmu.Unlock()
-	switch {
-	case errors.Is(err, group.ErrFork):
-		s.reportFork(r, c)
-		return err
-	case err != nil:
+	// No ErrFork here: nextCommit let through only a commit of a later
+	// epoch, which State.Apply applies, holds or refuses, never reports.
+	if err != nil {
 		return err
 	}
 	if out == group.Applied || out == group.Healed || out == group.Removed {
